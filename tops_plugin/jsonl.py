@@ -1,0 +1,191 @@
+"""JSONL I/O shared by every stage: line-numbered errors, atomic writes, append-and-resume.
+
+Every arrow of the data flow (problems -> generations -> verdicts -> selections) is a JSONL file, so
+these few functions decide whether a killed run loses work. Rules:
+
+* reading names the file and 1-based line of any malformed row (`JsonlError`), or skips it when asked;
+* whole-file outputs are written to a temporary file beside the target and renamed into place, so a
+  reader never sees half a file;
+* long runs append one record per line and flush; on restart `repair_tail` drops a torn last line
+  (a kill mid-write) and reports it, and `read_jsonl` tells the caller what is already done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+__all__ = [
+    "JsonlError",
+    "append_jsonl",
+    "atomic_writer",
+    "dumps",
+    "loads",
+    "read_jsonl",
+    "repair_tail",
+    "write_jsonl",
+]
+
+
+class JsonlError(ValueError):
+    """A malformed or incomplete row, located by file and 1-based line number."""
+
+    def __init__(self, path: str | os.PathLike, line: int, reason: str):
+        self.path, self.line, self.reason = str(path), line, reason
+        super().__init__(f"{self.path}:{line}: {reason}")
+
+
+def loads(line: bytes | str) -> Any:
+    """Parse one JSON value; falls back to `json` for text orjson rejects (lone surrogates)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
+def dumps(obj: Any) -> bytes:
+    """One JSON line (with the newline). Lone surrogates, which orjson refuses, are escaped by `json`."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(obj, ensure_ascii=True) + "\n").encode()
+
+
+def read_jsonl(
+    path: str | os.PathLike,
+    *,
+    require: Iterable[str] = (),
+    skip_bad: bool = False,
+    errors: list[JsonlError] | None = None,
+) -> Iterator[dict]:
+    """Yield each object of a JSONL file, streaming.
+
+    Blank lines are ignored. A line that is not a JSON object, or lacks a key in `require`, raises
+    `JsonlError` -- or, with `skip_bad`, is appended to `errors` (when given) and skipped.
+    """
+    required = tuple(require)
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = loads(raw)
+            except ValueError as exc:
+                problem = JsonlError(path, number, f"not valid JSON ({_short(exc)})")
+            else:
+                if not isinstance(row, dict):
+                    problem = JsonlError(path, number, f"expected a JSON object, got {type(row).__name__}")
+                else:
+                    missing = [key for key in required if key not in row]
+                    if not missing:
+                        yield row
+                        continue
+                    problem = JsonlError(path, number, f"missing key(s) {', '.join(map(repr, missing))}")
+            if not skip_bad:
+                raise problem
+            if errors is not None:
+                errors.append(problem)
+
+
+def _short(exc: Exception, limit: int = 120) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Write a whole file so that it appears complete or not at all (temp file + fsync + rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
+    """Write rows atomically; returns the number written."""
+    count = 0
+    with atomic_writer(path) as handle:
+        for row in rows:
+            handle.write(dumps(row))
+            count += 1
+    return count
+
+
+def repair_tail(path: str | os.PathLike) -> int:
+    """Cut a torn last line (not valid JSON) left by a killed writer.
+
+    A valid last record that only lacks its newline is kept and the newline added. Returns the number
+    of bytes dropped (0 when the file is whole or absent).
+    """
+    target = Path(path)
+    if not target.exists():
+        return 0
+    with open(target, "rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        # Find the start of the last line by scanning backwards in blocks.
+        block, end = 1 << 16, size
+        handle.seek(size - 1)
+        ends_with_newline = handle.read(1) == b"\n"
+        search_end = size - 1 if ends_with_newline else size
+        start = 0
+        pos = search_end
+        while pos > 0:
+            step = min(block, pos)
+            handle.seek(pos - step)
+            chunk = handle.read(step)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                start = pos - step + idx + 1
+                break
+            pos -= step
+        handle.seek(start)
+        last = handle.read(end - start)
+        if not last.strip():
+            return 0
+        try:
+            loads(last)
+        except ValueError:
+            handle.truncate(start)
+            return size - start
+        if not ends_with_newline:  # a complete record that only lacks its newline: keep it
+            handle.seek(0, os.SEEK_END)
+            handle.write(b"\n")
+        return 0
+
+
+@contextmanager
+def append_jsonl(path: str | os.PathLike) -> Iterator:
+    """Open a JSONL file for appending after repairing a torn tail; yields `write(row)`.
+
+    Each record is flushed as it is written, so a kill loses at most the line being written.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    repair_tail(target)
+    with open(target, "ab") as handle:
+
+        def write(row: dict) -> None:
+            handle.write(dumps(row))
+            handle.flush()
+
+        yield write
