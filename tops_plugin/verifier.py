@@ -1,0 +1,217 @@
+"""A pool of worker processes that judges answers with a hard wall-clock deadline per item.
+
+math-verify guards itself with SIGALRM, which works only on a process's main thread, and some inputs
+(power towers, huge integers) hang inside C code where no signal lands. OpenRLHF calls reward code from
+worker threads. So judging happens in worker processes, each running `answers.judge` on its own main
+thread; the parent waits at most `timeout` seconds per item, then kills and replaces the worker and
+records ``timeout``. A worker that dies mid-item (crash, OOM killer, SIGKILL) is replaced and the item
+retried once on the fresh worker; a second death records ``error``.
+
+One driver thread per worker feeds it from a shared queue, so `check` is safe from any number of threads
+and one hostile item holds up only its own worker. Workers are forked from a single-threaded fork server
+that has math-verify imported already: a replacement is ready in milliseconds, and forking never copies a
+caller's threads or locks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+
+from tops_plugin.answers import Verdict, judge
+
+__all__ = ["Verifier", "DEFAULT_TIMEOUT_S"]
+
+DEFAULT_TIMEOUT_S = 5.0
+_STOP = None
+
+
+def _worker_main(conn: Connection) -> None:
+    """Worker loop: receive (response, gold, truncated), reply with the verdict's fields."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and shuts us down
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is _STOP:
+            return
+        response, gold, truncated = task
+        verdict = judge(response, gold, truncated=truncated)
+        conn.send((verdict.verdict, verdict.pred, verdict.answer_from))
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, ctx: mp.context.BaseContext):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+
+    def kill(self) -> None:
+        try:
+            self.process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(_STOP)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.conn.close()
+
+
+class Verifier:
+    """Judge responses against gold answers in worker processes, with a deadline per item.
+
+    >>> with Verifier(workers=2, timeout=5.0) as verifier:
+    ...     verifier.check("so the answer is \\\\boxed{42}", "42").verdict
+    'correct'
+    """
+
+    def __init__(self, workers: int | None = None, timeout: float = DEFAULT_TIMEOUT_S):
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.timeout = float(timeout)
+        self.stats = {"timeouts": 0, "restarts": 0}
+        self._stats_lock = threading.Lock()
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["tops_plugin.answers"])
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._drivers = [
+            threading.Thread(target=self._drive, name=f"verifier-{i}", daemon=True) for i in range(self.workers)
+        ]
+        for driver in self._drivers:
+            driver.start()
+        # Runs on close(), on garbage collection, or at interpreter exit, whichever comes first.
+        self._finalizer = weakref.finalize(self, Verifier._shutdown, self._tasks, self._drivers)
+
+    # ------------------------------------------------------------------------------------------ public
+
+    def submit(self, response: str, gold: str, truncated: bool = False) -> Future:
+        """Queue one item; the future resolves to a `Verdict`."""
+        if self._closed:
+            raise RuntimeError("Verifier is closed")
+        future: Future = Future()
+        self._tasks.put((future, (_as_text(response), _as_text(gold), bool(truncated))))
+        return future
+
+    def check(self, response: str, gold: str, truncated: bool = False) -> Verdict:
+        """Judge one response (blocking, thread-safe)."""
+        return self.submit(response, gold, truncated).result()
+
+    def check_many(
+        self, pairs: Iterable[tuple[str, str]] | Iterable[tuple[str, str, bool]], window: int | None = None
+    ) -> Iterator[Verdict]:
+        """Judge a stream of (response, gold[, truncated]) in order, keeping every worker busy.
+
+        At most `window` items (default 4 per worker) are in flight, so memory stays flat on any input size.
+        """
+        limit = window or 4 * self.workers
+        pending: deque[Future] = deque()
+        for pair in pairs:
+            pending.append(self.submit(*pair))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        """Stop the workers (idempotent). Queued items still finish first."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------------- drivers
+
+    @staticmethod
+    def _shutdown(tasks: queue.SimpleQueue, drivers: list[threading.Thread]) -> None:
+        for _ in drivers:
+            tasks.put(_STOP)
+        for driver in drivers:
+            if driver is not threading.current_thread():
+                driver.join(timeout=10)
+
+    def _drive(self) -> None:
+        worker: _Worker | None = None
+        try:
+            while True:
+                task = self._tasks.get()
+                if task is _STOP:
+                    return
+                future, payload = task
+                if not future.set_running_or_notify_cancel():
+                    continue
+                verdict, worker = self._run(worker, payload)
+                future.set_result(verdict)
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    def _run(self, worker: _Worker | None, payload: tuple) -> tuple[Verdict, _Worker | None]:
+        """Judge one payload on this driver's worker, replacing the worker as needed."""
+        for attempt in range(2):
+            if worker is None or not worker.process.is_alive():
+                if worker is not None:
+                    worker.kill()
+                    self._count("restarts")
+                try:
+                    worker = _Worker(self._ctx)
+                except Exception:  # cannot start a process at all (resources): record, do not crash
+                    return Verdict("error"), None
+            try:
+                worker.conn.send(payload)
+                if worker.conn.poll(self.timeout):
+                    kind, pred, answer_from = worker.conn.recv()
+                    return Verdict(kind, pred, answer_from), worker
+            except (EOFError, OSError, BrokenPipeError):
+                continue  # the worker died mid-item: retry once on a fresh one
+            if worker.process.is_alive():
+                worker.kill()
+                self._count("timeouts")
+                self._count("restarts")
+                return Verdict("timeout"), None
+            # Died without answering (e.g. SIGKILL from outside): retry once.
+        return Verdict("error"), worker
+
+
+def _as_text(value: object) -> str:
+    """Coerce to a string that pickles and pipes safely (lone surrogates replaced)."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "")
