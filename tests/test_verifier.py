@@ -1,0 +1,133 @@
+"""The verifier pool: deadlines, hostile inputs, thread safety, crash recovery, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tops_plugin.verifier import Verifier
+
+DEADLINE = 2.0
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(workers=2, timeout=DEADLINE) as pool:
+        yield pool
+
+
+def test_check_and_order_of_check_many(verifier: Verifier) -> None:
+    pairs = [(rf"\boxed{{{i % 7}}}", str(i % 5)) for i in range(200)]
+    verdicts = list(verifier.check_many(pairs))
+    assert [v.correct for v in verdicts] == [i % 7 == i % 5 for i in range(200)]
+
+
+def test_64_threads_at_once(verifier: Verifier) -> None:
+    def one(i: int) -> bool:
+        return verifier.check(rf"so the answer is $\boxed{{{i}}}$", str(i if i % 2 else i + 1)).correct
+
+    with ThreadPoolExecutor(max_workers=64) as threads:
+        results = list(threads.map(one, range(256)))
+    assert results == [bool(i % 2) for i in range(256)]
+
+
+HOSTILE = {
+    "power tower": r"\boxed{9^{9^{9^{9}}}}",
+    "huge power": r"\boxed{10^{10^{10}}}",
+    "deep parentheses": "(" * 2000 + "1" + ")" * 2000,
+    "1 MB response": "x = 1. " * 150_000 + r"\boxed{5}",
+    "NUL bytes": "a\x00b\x00 \\boxed{5}",
+    "lone surrogate": "\ud800\udfff\ud800 \\boxed{5}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_input_returns_a_verdict_within_deadline(verifier: Verifier, name: str) -> None:
+    started = time.monotonic()
+    verdict = verifier.check(HOSTILE[name], "5")
+    assert time.monotonic() - started <= DEADLINE + 1.0
+    assert verdict.verdict in {"correct", "wrong", "no_answer", "timeout", "error"}
+
+
+def test_code_in_an_answer_is_never_run(verifier: Verifier, tmp_path: Path) -> None:
+    target = tmp_path / "X"
+    for text in (
+        f"the answer is __import__('os').system('touch {target}')",
+        f"\\boxed{{__import__('os').system('touch {target}')}}",
+        f"$__import__('os').system('touch {target}')$",
+    ):
+        assert verifier.check(text, "5").verdict in {"wrong", "no_answer"}
+    assert not target.exists()
+
+
+def test_one_hostile_item_does_not_hold_up_the_others(verifier: Verifier) -> None:
+    started = time.monotonic()
+    slow = verifier.submit(HOSTILE["power tower"], "5")
+    quick = [verifier.submit(rf"\boxed{{{i}}}", str(i)) for i in range(50)]
+    assert all(f.result().correct for f in quick)
+    assert time.monotonic() - started < DEADLINE  # the other worker served them while one was stuck
+    assert slow.result().verdict in {"timeout", "wrong"}
+
+
+def test_worker_killed_mid_batch_is_replaced_and_every_row_judged() -> None:
+    with Verifier(workers=2, timeout=DEADLINE) as pool:
+        pairs = [(rf"\boxed{{{i}}}", str(i)) for i in range(400)]
+        results = []
+        for i, verdict in enumerate(pool.check_many(pairs)):
+            results.append(verdict)
+            if i == 50:
+                children = psutil.Process().children(recursive=True)
+                workers = [c for c in children if "forkserver" not in " ".join(c.cmdline())]
+                assert workers, "no worker process found"
+                os.kill(workers[0].pid, signal.SIGKILL)
+        assert len(results) == 400 and all(v.correct for v in results)
+
+
+def test_no_orphans_after_close_or_interrupt(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(
+        """
+        import os, signal, sys, time
+        import psutil
+        from tops_plugin.verifier import Verifier
+        if __name__ == "__main__":
+            pool = Verifier(workers=2, timeout=30)
+            print(pool.check(r"\\boxed{1}", "1").verdict, flush=True)
+            print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)
+            pool.submit(r"\\boxed{9^{9^{9^{9}}}}", "1")
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C while a worker is busy
+            time.sleep(5)
+        """
+    ))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    verdict, pids = proc.stdout.splitlines()[:2]
+    assert verdict == "correct" and len(pids.split()) >= 2  # the fork server and at least one worker
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(psutil.pid_exists(int(pid)) for pid in pids.split()):
+        time.sleep(0.1)
+    alive = [pid for pid in pids.split() if psutil.pid_exists(int(pid)) and
+             psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left behind: {alive}"
+
+
+def test_close_is_idempotent_and_rejects_new_work() -> None:
+    pool = Verifier(workers=1, timeout=DEADLINE)
+    assert pool.check(r"\boxed{2}", "2").correct
+    pool.close()
+    pool.close()
+    with pytest.raises(RuntimeError):
+        pool.submit("x", "1")
