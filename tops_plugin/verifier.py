@@ -15,6 +15,7 @@ caller's threads or locks.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -37,6 +38,7 @@ _STOP = None
 def _worker_main(conn: Connection) -> None:
     """Worker loop: receive (response, gold, truncated), reply with the verdict's fields."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and shuts us down
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # verdicts are the report, not log lines
     while True:
         try:
             task = conn.recv()
