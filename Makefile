@@ -26,7 +26,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m tops_plugin.demo --data-dir $(DATA) --out $(DEMO_OUT)
+	$(PY) -m tops_plugin.check $(DATA)/../labeled/labeled_dev.jsonl --gold-key gold -o $(DEMO_OUT)/checked.jsonl
 
 test: install
 	$(PY) -m pytest -q

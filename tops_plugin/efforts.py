@@ -1,6 +1,11 @@
-"""Reasoning-effort system prompts (the paper's Figure 7): the one source of truth for their text."""
+"""Reasoning-effort system prompts (the paper's Figure 7), the one source of truth for their text, and
+seed curation: the effort-tagged SFT set that teaches a base model the three reasoning styles.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 
 EFFORTS: tuple[str, ...] = ("low", "medium", "high")
 
@@ -33,3 +38,126 @@ EFFORT_PROMPTS: dict[str, str] = {
         "ensuring it is correct and well-supported by your reasoning."
     ),
 }
+
+
+# --------------------------------------------------------------------------------------------------
+# Seed curation (DESIGN §1.1): the tag-model SFT set.
+# --------------------------------------------------------------------------------------------------
+
+#: Length ranks of the three responses to one problem, shortest first (the paper's Table 7 columns).
+RANKS: tuple[str, ...] = ("shortest", "middle", "longest")
+
+SEED_DROP_REASONS: tuple[str, ...] = ("missing_effort", "not_all_correct", "gap_too_small")
+
+
+@dataclass(frozen=True)
+class SeedCurationConfig:
+    """How seed problems are kept: all three efforts correct, then both length gaps above `min_gap`.
+
+    `tokenizer` (a path or hub name; the model being trained) recounts every response; None keeps a
+    row's `tokens` and counts the missing ones in Qwen2.5 tokens.
+    """
+
+    min_gap: int = 300
+    tokenizer: str | None = None
+
+
+@dataclass
+class SeedStats:
+    """The paper's Table 1 (problems kept, mean tokens per effort) and Table 7 (which prompt produced
+    the shortest / middle / longest response)."""
+
+    problems_in: int = 0
+    rows_in: int = 0
+    duplicates: int = 0  # extra samples of an (id, effort) beyond the first, ignored
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEED_DROP_REASONS, 0))
+    tokens_by_effort: dict[str, float] = field(default_factory=dict)  # mean, after re-sorting (kept)
+    tokens_by_prompt: dict[str, float] = field(default_factory=dict)  # mean, by the prompt used (kept)
+    rank_by_prompt_all_correct: dict[str, dict[str, int]] = field(default_factory=dict)
+    rank_by_prompt_kept: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SeedCuration:
+    rows: list[dict]  # OpenRLHF SFT rows, each with its (re-assigned) effort system prompt
+    stats: SeedStats
+
+
+def curate_seed(rows: Iterable[dict], config: SeedCurationConfig = SeedCurationConfig()) -> SeedCuration:
+    """Curate the tag-model set from generation records with verdicts, one response per effort.
+
+    Per problem: keep it only if its low, medium and high responses are all correct; re-sort the three
+    by token count (the teacher often ignores the prompt) and relabel them low < medium < high; keep it
+    only if medium - low > min_gap and high - medium > min_gap. Each kept response becomes an SFT row
+    whose system prompt is its *re-assigned* effort. Several samples of one (id, effort): the lowest
+    `sample` index is used (ties: first seen). Input need not be sorted.
+    """
+    from tops_plugin.openrlhf import prompt_messages, sft_row
+    from tops_plugin.selection import verdict_of
+    from tops_plugin.tokens import with_token_counts
+
+    stats = SeedStats()
+    by_problem: dict = {}
+    counted = with_token_counts(rows, tokenizer=config.tokenizer, recount=config.tokenizer is not None)
+    for row in counted:
+        stats.rows_in += 1
+        effort = row.get("effort")
+        slots = by_problem.setdefault(row["id"], {})
+        if effort not in EFFORT_PROMPTS:
+            continue  # not an effort-conditioned response: cannot be a seed response
+        sample = int(row.get("sample", 0) or 0)
+        held = slots.get(effort)
+        if held is not None:
+            stats.duplicates += 1
+            if held[0] <= sample:
+                continue
+        slots[effort] = (sample, row)
+    stats.problems_in = len(by_problem)
+
+    out: list[dict] = []
+    sums = dict.fromkeys(EFFORTS, 0)
+    prompt_sums = dict.fromkeys(EFFORTS, 0)
+    rank_all = {effort: dict.fromkeys(RANKS, 0) for effort in EFFORTS}
+    rank_kept = {effort: dict.fromkeys(RANKS, 0) for effort in EFFORTS}
+    for problem_id, slots in by_problem.items():
+        if len(slots) < len(EFFORTS):
+            stats.dropped["missing_effort"] += 1
+            continue
+        if not all(verdict_of(slots[effort][1]) == "correct" for effort in EFFORTS):
+            stats.dropped["not_all_correct"] += 1
+            continue
+        # Shortest first; equal lengths keep the prompt order (they fail the gap test anyway).
+        ordered = sorted(EFFORTS, key=lambda effort: (slots[effort][1]["tokens"], EFFORTS.index(effort)))
+        for rank, prompt_effort in zip(RANKS, ordered):
+            rank_all[prompt_effort][rank] += 1
+        lengths = [slots[effort][1]["tokens"] for effort in ordered]
+        if not (lengths[1] - lengths[0] > config.min_gap and lengths[2] - lengths[1] > config.min_gap):
+            stats.dropped["gap_too_small"] += 1
+            continue
+        stats.kept += 1
+        for rank, new_effort, prompt_effort in zip(RANKS, EFFORTS, ordered):
+            row = slots[prompt_effort][1]
+            rank_kept[prompt_effort][rank] += 1
+            sums[new_effort] += row["tokens"]
+            prompt_sums[prompt_effort] += row["tokens"]
+            out.append(
+                sft_row(
+                    prompt_messages(row, new_effort),
+                    row["response"],
+                    id=problem_id,
+                    tokens=row["tokens"],
+                    effort=new_effort,
+                    prompt_effort=prompt_effort,
+                    sample=row.get("sample"),
+                )
+            )
+    if stats.kept:
+        stats.tokens_by_effort = {effort: sums[effort] / stats.kept for effort in EFFORTS}
+        stats.tokens_by_prompt = {effort: prompt_sums[effort] / stats.kept for effort in EFFORTS}
+    stats.rank_by_prompt_all_correct = rank_all
+    stats.rank_by_prompt_kept = rank_kept
+    return SeedCuration(out, stats)
