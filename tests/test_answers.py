@@ -23,6 +23,8 @@ from tops_plugin.answers import extract_answer, judge, last_boxed, normalize_ans
         ("**Answer:** 73", "73", "correct", "final:phrase"),
         ("Final Answer: $\\dfrac{3}{4}$", r"\frac{3}{4}", "correct", "final:phrase"),
         ("Checking again, 44 is the correct answer.", "44", "correct", "final:phrase"),
+        ("I think the answer is indeed 12.", "12", "correct", "final:phrase"),
+        ("So the answer is still $12$.", "12", "correct", "final:phrase"),
         # numeric golds: GSM8K marker and the last number
         ("She has 16 - 3 - 4 = 9 eggs, so 9 * 2 = 18.\n#### 18", "18", "correct", "final:gsm8k"),
         ("She makes 9 * 2 = $18 every day.", "18", "correct", "final:last_number"),

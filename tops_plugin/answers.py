@@ -150,9 +150,16 @@ def _phrase_answer(text: str) -> tuple[str, int] | None:
     return None
 
 
+_FILLER = re.compile(
+    r"^(?:(?:indeed|still|actually|definitely|clearly|probably|simply|just|then|therefore|thus|now|also|"
+    r"exactly|precisely|equal\s+to|given\s+by|as\s+follows)\b[\s,:]*)+",
+    re.IGNORECASE,
+)
+
+
 def _clip_phrase(answer: str) -> str:
     """Keep the answer itself from the rest of an anchored line: the first math span, else up to a period."""
-    answer = answer.strip()
+    answer = _FILLER.sub("", answer.strip())
     inline = re.search(r"\$\$?(.+?)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\]", answer)
     if inline:
         return next(group for group in inline.groups() if group is not None).strip()
