@@ -1,0 +1,339 @@
+"""Split a response into reasoning rounds and count the erroneous ones (DESIGN §1.9).
+
+The paper defines a round as a complete reasoning or verification pass that reaches an answer, and shows
+that more effort brings more rounds and more erroneous ones. This module is the deterministic version of
+that count: it finds where the response reflects and where it commits to an answer, and each round's
+answer is judged against the gold answer by the project's checker (`tops_plugin.answers`, or a
+`Verifier`'s ``check_many`` for untrusted text). A round is *erroneous* when its answer is judged wrong.
+
+How a response is split (all markers live in `RoundConfig`):
+
+1. Reasoning region. If the response has a thinking block (``<think>…</think>``, or Sky-T1's
+   ``<|begin_of_thought|>…<|end_of_thought|>``), only the inside is split; the text after the (last)
+   closing tag is a summary that restates the conclusion and adds no round -- unless the block holds no
+   round at all, in which case the summary is split like a plain response. A closing tag without an
+   opening one closes a block that starts with the response (the opening tag was in the prompt); an
+   unclosed block (a truncated response) is split to its end. Without tags the whole response is split.
+2. Segments. A new segment starts at every *reflection marker* at the start of a sentence or line
+   ("Wait", "Alternatively", "Let me verify/check", "Hmm", "But wait/let/maybe…", "Hold on"…).
+3. Each segment's answer: the answer `tops_plugin.answers.extract_answer` finds in it (the last
+   ``\\boxed{}``, then "the answer is …"-style phrases); failing that, the last *equation conclusion*: an
+   ``= N`` (or "is N", "equals N", "gives N") that ends a sentence or line, where N is a number or simple
+   fraction (optionally followed by a unit word or two), or a constant right-hand side closing a LaTeX
+   math span (``\\[ r = \\sqrt{5} \\]``; one with variables, ``y = 12 - 3x``, is a step, not an answer).
+   A conclusion cue ("so", "thus", "therefore", "we get", "indeed", "answer"…) must come earlier in the
+   same sentence, which keeps the steps of a computation ("6 * 6 = 36.") from ending rounds.
+   A segment without an answer is merged into the next one (it opened the pass that the next segment
+   concludes); trailing segments without an answer -- reflections that reach no new answer -- are added
+   to the last round and do not create one.
+4. Each round's answer is judged as ``\\boxed{answer}`` against the gold answer.
+
+Limits, known and accepted:
+
+* Markers are English surface forms. Reflection phrased otherwise ("On reflection, …", other languages)
+  does not open a round, and a marker word used plainly at a sentence start ("But she also bakes…" is
+  excluded, "Hmm, so the total…" is not) opens one.
+* Equation conclusions are a heuristic. A cued intermediate result ("So each meal is 18/12 = 1.5
+  servings.") ends a round with a wrong answer, and an uncued final one ("they need 12 / 1.5 = 8 meals.")
+  is missed. ``RoundConfig(conclusion_cues=())`` accepts every sentence-ending equation (more rounds,
+  more of them intermediate); ``RoundConfig(equation_answers=False)`` counts only boxed and phrased
+  answers (fewest rounds; long reasoning that never boxes until the end becomes one round).
+  On 200 labelled Sky-T1 responses to MATH500/AIME (``labeled_dev``) the defaults give 2.75 rounds per
+  correct response (0.34 of them erroneous) and 3.14 per wrong one (0.68 erroneous).
+* A round's answer is its *last* commitment: several answers within one segment (no marker between them)
+  make one round, and an erroneous step that the same segment corrects is not seen. The paper's judge
+  also counted rounds with erroneous *steps*; that needs a language model (`tops_plugin.round_judge`).
+* Anchored phrases inherit `extract_answer`'s heuristics ("the answer is going to be…" yields a
+  nonsense answer, which is then judged wrong).
+* Answers are judged against the gold answer only; an answer to a sub-question is "wrong".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from tops_plugin.answers import Verdict, extract_answer, judge
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Round",
+    "RoundConfig",
+    "RoundCounts",
+    "check_in_process",
+    "count_rounds",
+    "judge_answers",
+    "round_check_text",
+    "split_rounds",
+]
+
+#: A batch checker: (response, gold) pairs in, one `Verdict` per pair out, in order
+#: (`tops_plugin.verifier.Verifier.check_many` has this shape).
+CheckMany = Callable[[Iterable[tuple[str, str]]], Iterator[Verdict]]
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """What opens a round, what ends one, and where reasoning lives. Patterns are case-insensitive."""
+
+    reflection_markers: tuple[str, ...] = (
+        r"wait\b",
+        r"alternatively\b",
+        r"hmm+\b",
+        r"hold\s+on\b",
+        r"on\s+second\s+thought\b",
+        r"let\s+me\s+(?:re-?)?(?:verify|check|double[- ]check|confirm|examine|consider|calculate|compute)\b",
+        r"let(?:'s|\s+us)\s+(?:re-?)?(?:verify|check|double[- ]check|confirm)\b",
+        r"to\s+(?:verify|double[- ]check|confirm)\b",
+        # "But" only where it turns the reasoning on itself, not in "But she also bakes…".
+        r"but(?=\s*,|\s+(?:wait|let|maybe|perhaps|actually|hold|hmm|is\s+(?:this|that|it)\b|i\b|that'?s\s+not"
+        r"|then\s+again|no\b|what\s+if|did\s+i|am\s+i|could|should|shouldn'?t|isn'?t|wouldn'?t))",
+    )
+    #: A `= N.` conclusion ("= N", "is (indeed) N", "equals N", "get(s) N") that ends a sentence or line:
+    #: a number or simple fraction, then at most two unit words and a closing math delimiter.
+    equation_pattern: str = (
+        r"(?:=|\bequals|\bis(?:\s+(?:indeed|still|also|just))?|\b(?:gets?|gives))"
+        r"\s*(?:\\\$|\$(?=\s*-?\d))?\s*(?P<ans>-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?"
+        r"|-?\\[dt]?frac\s*\{[^{}]+\}\s*\{[^{}]+\})"
+        r"(?:\s+[A-Za-z]+){0,2}\s*(?:\\\)|\\\]|\$\$?)?\s*(?:\.(?=\s|$)|$)"
+    )
+    #: The same inside LaTeX math: the right-hand side of the last `=` before a closing delimiter that ends
+    #: a sentence or line. It counts only when it is a constant (`_is_constant`: no variables).
+    math_equation_pattern: str = (
+        r"=\s*(?P<ans>[^=\n$]{1,80}?)\s*(?:\\\)|\\\]|\$\$?)(?:\s+[A-Za-z]+){0,2}\s*(?:[.,;]?[ \t]*$|\.(?=\s))"
+    )
+    #: Words that make an equation a conclusion rather than a step ("So 9 * 2 = 18." but not "6 * 6 = 36.");
+    #: one must appear earlier in the same sentence. Empty: every equation that ends a sentence counts.
+    conclusion_cues: tuple[str, ...] = (
+        r"so\b", r"thus\b", r"therefore\b", r"hence\b", r"finally\b", r"indeed\b", r"answer\b",
+        r"(?:i|we)\s+(?:get|got|have|find|found|end\s+up\s+with)\b", r"gives\b", r"result\b", r"confirms?\b",
+        r"yes\b", r"correct\b", r"same\b", r"again\b", r"consistent\b",
+    )
+    equation_answers: bool = True
+    #: (open, close) tags of thinking blocks; the first tag pair found in a response is used.
+    think_tags: tuple[tuple[str, str], ...] = (
+        ("<think>", "</think>"),
+        ("<|begin_of_thought|>", "<|end_of_thought|>"),
+    )
+
+    @cached_property
+    def marker_re(self) -> re.Pattern[str]:
+        return re.compile("|".join(f"(?:{m})" for m in self.reflection_markers), re.IGNORECASE)
+
+    @cached_property
+    def equation_re(self) -> re.Pattern[str]:
+        return re.compile(self.equation_pattern, re.MULTILINE)
+
+    @cached_property
+    def math_equation_re(self) -> re.Pattern[str]:
+        return re.compile(self.math_equation_pattern, re.MULTILINE)
+
+    @cached_property
+    def cue_re(self) -> re.Pattern[str] | None:
+        if not self.conclusion_cues:
+            return None
+        return re.compile(r"\b(?:" + "|".join(f"(?:{c})" for c in self.conclusion_cues) + ")", re.IGNORECASE)
+
+
+DEFAULT_CONFIG = RoundConfig()
+
+
+@dataclass(frozen=True)
+class Round:
+    """One reasoning round: its span in the response, the answer it reaches, and what opened it."""
+
+    start: int
+    end: int
+    answer: str
+    method: str  # "boxed" | "phrase" | "equation"
+    marker: str | None  # the reflection marker that opened it; None at the start of the reasoning
+
+    def text(self, response: str) -> str:
+        return response[self.start : self.end]
+
+
+@dataclass(frozen=True)
+class RoundCounts:
+    """Judged rounds of one response. ``unjudged``: the checker gave no verdict (no_answer/timeout/error)."""
+
+    rounds: int
+    erroneous: int
+    unjudged: int
+    verdicts: tuple[str, ...]
+
+
+# ----------------------------------------------------------------------------------------------- splitting
+
+
+def _regions(response: str, config: RoundConfig) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """(reasoning span, summary span or None). A closing tag alone (the opening one was in the prompt, as
+    chat templates of reasoning models do) still closes a block that starts at the response's start."""
+    for open_tag, close_tag in config.think_tags:
+        start = response.find(open_tag)
+        inner = start + len(open_tag) if start >= 0 else 0
+        close = response.rfind(close_tag, inner)
+        if start < 0 and close < 0:
+            continue
+        if close < 0:
+            return (inner, len(response)), None
+        return (inner, close), (close + len(close_tag), len(response))
+    return (0, len(response)), None
+
+
+_SENTENCE_LEAD = " \t*_#>\"'`-"
+
+
+def _at_sentence_start(text: str, pos: int, floor: int) -> bool:
+    """True when only markdown/quotes/spaces separate `pos` from a line start or a sentence end."""
+    j = pos
+    while j > floor and text[j - 1] in _SENTENCE_LEAD:
+        j -= 1
+    return j == floor or text[j - 1] in "\n.!?"
+
+
+def _segments(response: str, span: tuple[int, int], config: RoundConfig) -> list[tuple[int, int, str | None]]:
+    start, end = span
+    cuts: list[tuple[int, str]] = []
+    for match in config.marker_re.finditer(response, start, end):
+        if _at_sentence_start(response, match.start(), start):
+            cuts.append((match.start(), match.group(0)))
+    segments: list[tuple[int, int, str | None]] = []
+    seg_start, seg_marker = start, None
+    for pos, marker in cuts:
+        if pos == start:  # the region opens with a marker
+            seg_marker = marker
+            continue
+        segments.append((seg_start, pos, seg_marker))
+        seg_start, seg_marker = pos, marker
+    segments.append((seg_start, end, seg_marker))
+    return segments
+
+
+_CONSTANT_COMMANDS_RE = re.compile(r"\\(?:[dt]?frac|sqrt|pi|cdot|times|left|right|circ)(?![A-Za-z])|\\[,;!: ]")
+_UNIT_TEXT_RE = re.compile(r"\\(?:text|mathrm|mbox)\s*\{[^{}]*\}")
+
+
+def _is_constant(expr: str) -> bool:
+    """True for a value without variables (``\\sqrt{5}``, ``20\\pi``, ``(3, \\frac{\\pi}{2})``)."""
+    if not re.search(r"\d|\\pi", expr):
+        return False
+    rest = _CONSTANT_COMMANDS_RE.sub("", _UNIT_TEXT_RE.sub("", expr))
+    return not re.search(r"[A-Za-z\\<>]", rest)
+
+
+def _sentence_start(text: str, pos: int, window: int = 300) -> int:
+    """Start of the sentence holding `pos`: after ". ", "? ", "! " or a line break that ends a sentence (a
+    line ending in "," ":" or an opening "\\[" goes on: "Therefore,\\n\\[ r = 5 \\]")."""
+    floor = max(0, pos - window)
+    start = max([floor] + [end + 2 for end in (text.rfind(m, floor, pos) for m in (". ", "? ", "! ")) if end >= 0])
+    newline = text.rfind("\n", start, pos)
+    while newline >= start:
+        before = text[start:newline].rstrip(" \t")
+        if not before or before[-1] not in ",:[":
+            return newline + 1
+        newline = text.rfind("\n", start, newline)
+    return start
+
+
+def _equation_answer(text: str, config: RoundConfig) -> str | None:
+    """The last constant `= N` conclusion in `text` (cued, when cues are configured), or None."""
+    best: tuple[int, str] | None = None
+    for pattern, needs_constant in ((config.equation_re, False), (config.math_equation_re, True)):
+        for match in pattern.finditer(text):
+            answer = match.group("ans").strip()
+            if needs_constant and not _is_constant(answer):
+                continue
+            if config.cue_re is not None:
+                if not config.cue_re.search(text, _sentence_start(text, match.start()), match.start()):
+                    continue
+            if best is None or match.end() > best[0]:
+                best = (match.end(), re.sub(r"\s+", "", answer) if not needs_constant else answer)
+    return best[1] if best else None
+
+
+# "the answer is indeed 12": the phrase capture keeps the adverb, which is no part of the answer.
+_FILLER_RE = re.compile(r"^(?:(?:indeed|still|also|just|probably|likely|definitely|clearly|actually|simply)\s+)+",
+                        re.IGNORECASE)
+
+
+def _segment_answer(text: str, config: RoundConfig) -> tuple[str, str] | None:
+    found = extract_answer(text)
+    if found is not None and found.text.strip():
+        answer = found.text.strip()
+        if found.method == "phrase":
+            answer = _FILLER_RE.sub("", answer) or answer
+        return answer, found.method
+    if config.equation_answers:
+        answer = _equation_answer(text, config)
+        if answer:
+            return answer, "equation"
+    return None
+
+
+def _split_region(response: str, span: tuple[int, int], config: RoundConfig) -> list[Round]:
+    rounds: list[Round] = []
+    pending: tuple[int, str | None] | None = None  # (start, marker) of segments still without an answer
+    for seg_start, seg_end, marker in _segments(response, span, config):
+        found = _segment_answer(response[seg_start:seg_end], config)
+        if found is None:
+            if pending is None:
+                pending = (seg_start, marker)
+            continue
+        start, opened_by = pending if pending is not None else (seg_start, marker)
+        rounds.append(Round(start, seg_end, found[0], found[1], opened_by))
+        pending = None
+    if pending is not None and rounds:  # reflections that reach no new answer belong to the last round
+        last = rounds[-1]
+        rounds[-1] = Round(last.start, span[1], last.answer, last.method, last.marker)
+    return rounds
+
+
+def split_rounds(response: str, config: RoundConfig = DEFAULT_CONFIG) -> list[Round]:
+    """The reasoning rounds of a response, in order (empty when it never commits to an answer)."""
+    reasoning, summary = _regions(response, config)
+    rounds = _split_region(response, reasoning, config)
+    if not rounds and summary is not None:
+        rounds = _split_region(response, summary, config)
+    return rounds
+
+
+# ------------------------------------------------------------------------------------------------- judging
+
+
+def round_check_text(answer: str) -> str:
+    """The text handed to the checker for a round's answer (a boxed answer is what it reads first)."""
+    return f"\\boxed{{{answer}}}"
+
+
+def check_in_process(pairs: Iterable[tuple[str, str]]) -> Iterator[Verdict]:
+    """`CheckMany` over in-process `answers.judge` (no hard deadline: for trusted or short text)."""
+    for text, gold in pairs:
+        yield judge(text, gold)
+
+
+def judge_answers(pairs: Iterable[tuple[str, str]], check_many: CheckMany | None = None) -> dict[tuple[str, str], str]:
+    """Verdict name for each distinct (answer, gold) pair; each distinct pair is checked once.
+
+    `check_many` defaults to in-process `answers.judge`; pass a `Verifier`'s ``check_many`` for
+    untrusted text (it enforces a hard deadline per item).
+    """
+    unique = list(dict.fromkeys((str(answer), str(gold)) for answer, gold in pairs))
+    check = check_many or check_in_process
+    verdicts = check((round_check_text(answer), gold) for answer, gold in unique)
+    return {pair: verdict.verdict for pair, verdict in zip(unique, verdicts)}
+
+
+def count_rounds(rounds: Sequence[Round], gold: str, verdicts: dict[tuple[str, str], str] | None = None) -> RoundCounts:
+    """Count a response's rounds and erroneous rounds; `verdicts` from `judge_answers` (computed if None)."""
+    gold = str(gold)
+    if verdicts is None:
+        verdicts = judge_answers(((r.answer, gold) for r in rounds))
+    names = tuple(verdicts[(r.answer, gold)] for r in rounds)
+    return RoundCounts(
+        rounds=len(names),
+        erroneous=sum(name == "wrong" for name in names),
+        unjudged=sum(name not in ("correct", "wrong") for name in names),
+        verdicts=names,
+    )
