@@ -49,6 +49,9 @@ RANKS: tuple[str, ...] = ("shortest", "middle", "longest")
 
 SEED_DROP_REASONS: tuple[str, ...] = ("missing_effort", "not_all_correct", "gap_too_small")
 
+# What a held seed response needs; the rest of its row is freed as soon as it is read.
+_SEED_KEEP = ("messages", "problem", "response", "tokens", "sample", "verdict", "correct")
+
 
 @dataclass(frozen=True)
 class SeedCurationConfig:
@@ -115,7 +118,7 @@ def curate_seed(rows: Iterable[dict], config: SeedCurationConfig = SeedCurationC
             stats.duplicates += 1
             if held[0] <= sample:
                 continue
-        slots[effort] = (sample, row)
+        slots[effort] = (sample, {key: row[key] for key in _SEED_KEEP if key in row})
     stats.problems_in = len(by_problem)
 
     out: list[dict] = []

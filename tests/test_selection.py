@@ -1,0 +1,296 @@
+"""Selection modes (DESIGN §1 steps 1, 4, 6), seed curation, statistics and the select command."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tops_plugin.efforts import EFFORT_PROMPTS, SeedCurationConfig, curate_seed
+from tops_plugin.jsonl import JsonlError, read_jsonl, write_jsonl
+from tops_plugin.openrlhf import meta_path, sha256_file
+from tops_plugin.select import main
+from tops_plugin.selection import SelectionConfig, fill_verdicts, read_records, select
+
+
+def gen(pid, effort, sample, tokens, verdict, response=None, **extra):
+    messages = [{"role": "user", "content": f"Problem {pid}"}]
+    if effort:
+        messages.insert(0, {"role": "system", "content": EFFORT_PROMPTS[effort]})
+    return {
+        "id": pid, "problem": f"Problem {pid}", "answer": "1", "effort": effort, "sample": sample,
+        "messages": messages, "response": response or f"{pid}/{effort}/{sample}", "tokens": tokens,
+        "verdict": verdict, "correct": verdict == "correct", **extra,
+    }
+
+
+def chosen(selection):
+    return {row["id"]: row["response"][0]["content"] for row in selection.rows}
+
+
+def test_shortest_picks_fewest_tokens_and_drops_problems_without_correct():
+    rows = [
+        gen("a", "high", 0, 900, "correct"), gen("a", "low", 0, 300, "correct"), gen("a", "medium", 0, 100, "wrong"),
+        gen("b", "low", 0, 50, "wrong"), gen("b", "high", 0, 70, "timeout"),
+        gen("c", "medium", 1, 400, "correct"),
+    ]
+    result = select(rows, SelectionConfig(mode="shortest"))
+    assert chosen(result) == {"a": "a/low/0", "c": "c/medium/1"}
+    assert result.stats.dropped == {"no_correct": 1}
+    assert (result.stats.problems_in, result.stats.problems_out, result.stats.rows_in) == (3, 2, 6)
+    assert result.stats.effort_selected == {"low": 1, "medium": 1}
+    assert result.stats.chosen_tokens == {"n": 2, "mean": 350.0, "median": 350.0}
+    row = next(r for r in result.rows if r["id"] == "a")
+    # TOPS self-improvement trains without the effort prompt.
+    assert row["prompt"] == [{"role": "user", "content": "Problem a"}]
+    assert row["tokens"] == 300 and row["effort"] == "low"
+
+
+def test_ties_break_by_sample_then_effort_order_and_input_order_does_not_matter():
+    rows = [
+        gen("a", "high", 0, 100, "correct"), gen("a", "medium", 1, 100, "correct"),
+        gen("a", "low", 1, 100, "correct"), gen("a", "low", 2, 100, "correct"),
+    ]
+    for seed in range(5):
+        random.Random(seed).shuffle(rows)
+        assert chosen(select(rows, SelectionConfig(mode="shortest"))) == {"a": "a/high/0"}
+        assert chosen(select(rows, SelectionConfig(mode="iter-sft"))) == {"a": "a/high/0"}
+    rows = [gen("a", "high", 1, 100, "correct"), gen("a", "medium", 1, 100, "correct"), gen("a", "low", 1, 100, "correct")]
+    assert chosen(select(rows[::-1], SelectionConfig(mode="shortest"))) == {"a": "a/low/1"}
+
+
+def test_random_is_seeded_order_independent_and_only_correct():
+    rows = [gen(f"p{i}", None, s, 10 * s + 1, "correct" if s % 3 else "wrong") for i in range(40) for s in range(6)]
+    first = chosen(select(rows, SelectionConfig(mode="random", seed=1)))
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    assert chosen(select(shuffled, SelectionConfig(mode="random", seed=1))) == first
+    assert all(int(resp.split("/")[-1]) % 3 for resp in first.values())
+    other = chosen(select(rows, SelectionConfig(mode="random", seed=2)))
+    assert other != first and other.keys() == first.keys()
+    shortest = chosen(select(rows, SelectionConfig(mode="shortest")))
+    assert first != shortest  # not the shortest rule in disguise
+
+
+def pairs_of(rows, **config):
+    result = select(rows, SelectionConfig(mode="iter-dpo", **config))
+    return [(r["id"], r["pair"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in result.rows], result
+
+
+def test_iter_dpo_pair_rules():
+    rows = [
+        # p: correct 500 (s1), 300 (s2); wrong 800 (s0), 100 (s3), 200 (s4) -> two pairs
+        gen("p", None, 0, 800, "wrong"), gen("p", None, 1, 500, "correct"), gen("p", None, 2, 300, "correct"),
+        gen("p", None, 3, 100, "wrong"), gen("p", None, 4, 200, "wrong"),
+        # q: one wrong response, shorter than the chosen -> one pair only (never the same pair twice)
+        gen("q", None, 0, 50, "wrong"), gen("q", None, 1, 400, "correct"),
+        # r: wrong responses all longer than the chosen -> only the longest-wrong pair
+        gen("r", None, 0, 100, "correct"), gen("r", None, 1, 200, "wrong"), gen("r", None, 2, 300, "wrong"),
+        # s: all correct; t: all wrong -> none
+        gen("s", None, 0, 10, "correct"), gen("s", None, 1, 20, "correct"),
+        gen("t", None, 0, 10, "wrong"), gen("t", None, 1, 20, "wrong"),
+    ]
+    pairs, result = pairs_of(rows)
+    assert sorted(pairs) == [
+        ("p", "longest_wrong", "p/None/2", "p/None/0"),
+        ("p", "shorter_wrong", "p/None/2", "p/None/3"),
+        ("q", "longest_wrong", "q/None/1", "q/None/0"),
+        ("r", "longest_wrong", "r/None/0", "r/None/2"),
+    ]
+    assert result.stats.pairs == {"longest_wrong": 3, "shorter_wrong": 1}
+    assert result.stats.dropped == {"no_correct": 1, "no_rejectable": 1}
+    assert result.stats.problems_out == 3
+    assert result.stats.rejected_tokens["n"] == 4
+    row = next(r for r in result.rows if r["pair"] == "shorter_wrong")
+    assert (row["chosen_tokens"], row["rejected_tokens"]) == (300, 100)
+
+
+def test_iter_dpo_unknown_labels_are_never_rejected_by_default():
+    rows = [gen("p", None, 0, 100, "correct"), gen("p", None, 1, 900, "timeout"),
+            gen("p", None, 2, 800, "error"), gen("p", None, 3, 700, "no_answer")]
+    assert pairs_of(rows)[0] == []
+    assert pairs_of(rows, rejected_verdicts=frozenset({"wrong", "no_answer"}))[0] == [
+        ("p", "longest_wrong", "p/None/0", "p/None/3")]
+    assert pairs_of(rows, rejected_verdicts=frozenset({"wrong", "timeout"}))[0][0][3] == "p/None/1"
+
+
+def test_iter_dpo_skips_duplicate_rejected_text():
+    rows = [gen("p", None, 0, 500, "correct"), gen("p", None, 1, 900, "wrong", response="same"),
+            gen("p", None, 2, 100, "wrong", response="same")]
+    pairs, _ = pairs_of(rows)
+    assert [p[1] for p in pairs] == ["longest_wrong"]
+
+
+def seed_rows(pid, lengths, verdicts=("correct",) * 3, **extra):
+    return [gen(pid, effort, 0, n, v, **extra) for effort, n, v in zip(("low", "medium", "high"), lengths, verdicts)]
+
+
+def test_seed_curation_resorts_by_length_and_requires_both_gaps():
+    rows = (
+        seed_rows("keep", [1000, 200, 1700])  # prompt order ignored: medium shortest, low middle
+        + seed_rows("gap", [100, 400, 1000])  # medium - low == 300: not > 300
+        + seed_rows("wrong", [100, 500, 900], ("correct", "wrong", "correct"))
+        + seed_rows("ok", [100, 401, 702])
+        + [gen("missing", "low", 0, 10, "correct")]
+    )
+    curated = curate_seed(rows, SeedCurationConfig(min_gap=300))
+    stats = curated.stats
+    assert stats.kept == 2 and stats.problems_in == 5
+    assert stats.dropped == {"missing_effort": 1, "not_all_correct": 1, "gap_too_small": 1}
+    keep = {row["effort"]: row for row in curated.rows if row["id"] == "keep"}
+    assert keep["low"]["response"][0]["content"] == "keep/medium/0"
+    assert keep["medium"]["response"][0]["content"] == "keep/low/0"
+    assert keep["high"]["response"][0]["content"] == "keep/high/0"
+    for effort, row in keep.items():
+        assert row["prompt"][0] == {"role": "system", "content": EFFORT_PROMPTS[effort]}
+        assert row["prompt"][1:] == [{"role": "user", "content": "Problem keep"}]
+    assert stats.tokens_by_effort == {"low": 150.0, "medium": 700.5, "high": 1201.0}
+    # Table 7: which prompt produced which rank (kept problems), and over every all-correct problem
+    assert stats.rank_by_prompt_kept["medium"]["shortest"] == 1 and stats.rank_by_prompt_kept["low"]["middle"] == 1
+    assert stats.rank_by_prompt_kept["low"]["shortest"] == 1
+    assert sum(stats.rank_by_prompt_all_correct["high"].values()) == 3
+    assert len(curate_seed(rows, SeedCurationConfig(min_gap=299)).rows) == 9
+
+
+def test_seed_curation_recounts_with_a_tokenizer():
+    rows = seed_rows("p", [0, 0, 0])
+    for row, words in zip(rows, (10, 400, 900)):
+        row["response"] = " x" * words
+    assert curate_seed(rows).stats.kept == 0  # row tokens kept as they are
+    recounted = curate_seed([dict(r) for r in rows], SeedCurationConfig(tokenizer=None, min_gap=300))
+    assert recounted.stats.kept == 0
+    from tops_plugin.tokens import default_tokenizer_dir
+
+    with_tok = curate_seed(rows, SeedCurationConfig(tokenizer=str(default_tokenizer_dir())))
+    assert with_tok.stats.kept == 1
+    assert [r["tokens"] for r in with_tok.rows] == [10, 400, 900]
+
+
+def test_effort_breakdown_by_benchmark_and_level():
+    rows = [gen("a", "low", 0, 10, "correct", benchmark="math", level=1),
+            gen("b", "high", 0, 10, "correct", benchmark="math", level=5),
+            gen("c", "high", 0, 10, "correct", benchmark="gsm8k")]
+    stats = select(rows, SelectionConfig()).stats
+    assert stats.effort_by_group["benchmark"] == {"math": {"low": 1, "high": 1}, "gsm8k": {"high": 1}}
+    assert stats.effort_by_group["level"] == {"1": {"low": 1}, "5": {"high": 1}}
+
+
+def test_missing_tokens_are_counted():
+    row = gen("a", None, 0, 0, "correct", response=" x x x")
+    del row["tokens"]
+    assert select([row]).rows[0]["tokens"] == 3
+
+
+def test_read_records_names_file_and_line(tmp_path):
+    path = tmp_path / "gens.jsonl"
+    good = gen("a", None, 0, 5, "correct")
+    bad = {k: v for k, v in good.items() if k not in ("verdict", "correct")}
+    path.write_text(json.dumps(good) + "\n\n" + json.dumps(bad) + "\n")
+    with pytest.raises(JsonlError, match=r"gens.jsonl:3: no verdict"):
+        list(read_records(path))
+    assert len(list(read_records(path, need_verdict=False))) == 2
+    path.write_text(json.dumps({"id": "a", "verdict": "correct"}) + "\n")
+    with pytest.raises(JsonlError, match=r":1: missing key\(s\) 'response'"):
+        list(read_records(path))
+    path.write_text(json.dumps({"id": ["a"], "verdict": "correct", "response": "x", "problem": "p"}) + "\n")
+    with pytest.raises(JsonlError, match=r":1: 'id' must be"):
+        list(read_records(path))
+    path.write_text(json.dumps({"id": "a", "verdict": "correct", "response": "x"}) + "\n")
+    with pytest.raises(JsonlError, match=r":1: neither 'messages' nor 'problem'"):
+        list(read_records(path))
+
+
+class FakeVerifier:
+    """Stands in for tops_plugin.verifier.Verifier: judges by exact match and records the calls."""
+
+    def __init__(self):
+        self.seen = []
+
+    def check_many(self, pairs):
+        from tops_plugin.answers import Verdict
+
+        for response, gold in pairs:
+            self.seen.append((response, gold))
+            yield Verdict("correct" if response.endswith(gold) else "wrong", pred=response[-1:])
+
+
+def test_fill_verdicts_judges_only_missing_rows_in_order():
+    rows = [{"id": i, "response": f"answer {i % 2}", "answer": "1"} for i in range(7)]
+    rows[2].update(verdict="wrong", correct=False)
+    verifier = FakeVerifier()
+    out = list(fill_verdicts(iter(rows), verifier, batch_size=3))
+    assert [r["id"] for r in out] == list(range(7))
+    assert len(verifier.seen) == 6
+    assert [r["verdict"] for r in out] == ["wrong", "correct", "wrong", "correct", "wrong", "correct", "wrong"]
+    with pytest.raises(ValueError, match="no gold answer"):
+        list(fill_verdicts([{"id": "x", "response": "1"}], verifier))
+
+
+def run_cli(tmp_path, rows, *args):
+    src = tmp_path / "in.jsonl"
+    write_jsonl(src, rows)
+    out = tmp_path / "out.jsonl"
+    code = main([str(src), "-o", str(out), *args])
+    return code, src, out
+
+
+def test_cli_writes_rows_and_sidecar(tmp_path, capsys):
+    rows = [gen("a", None, 0, 800, "wrong"), gen("a", None, 1, 200, "correct"), gen("b", None, 0, 5, "wrong")]
+    code, src, out = run_cli(tmp_path, rows, "--mode", "iter-dpo")
+    assert code == 0
+    written = list(read_jsonl(out))
+    assert [(r["id"], r["pair"]) for r in written] == [("a", "longest_wrong")]
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["rows"] == 1 and meta["mode"] == "iter-dpo" and meta["format"] == "dpo"
+    assert meta["inputs"] == [{"path": str(src), "sha256": sha256_file(src)}]
+    assert meta["stats"]["pairs"] == {"longest_wrong": 1, "shorter_wrong": 0}
+    assert "selection: iter-dpo" in capsys.readouterr().out
+
+
+def test_cli_empty_input_warns_and_writes_empty_output(tmp_path, capsys):
+    code, _, out = run_cli(tmp_path, [], "--mode", "shortest")
+    assert code == 0 and out.read_text() == ""
+    assert json.loads(meta_path(out).read_text())["rows"] == 0
+    assert "warning" in capsys.readouterr().err
+
+
+def test_cli_bad_row_is_an_error_not_a_crash(tmp_path, capsys):
+    bad = gen("a", None, 0, 5, "correct")
+    del bad["verdict"], bad["correct"]
+    code, _, out = run_cli(tmp_path, [gen("b", None, 0, 5, "correct"), bad], "--mode", "shortest")
+    assert code == 2 and not out.exists()
+    assert "in.jsonl:2" in capsys.readouterr().err
+
+
+def test_cli_seed_then_shortest_with_low_effort_seed_rows(tmp_path, capsys):
+    seed_src = seed_rows("s1", [100, 500, 900]) + seed_rows("s2", [100, 150, 900])
+    code, _, seed_out = run_cli(tmp_path, seed_src, "--mode", "seed")
+    assert code == 0 and len(list(read_jsonl(seed_out))) == 3
+    assert "Table 7" in capsys.readouterr().out
+    main_dir = tmp_path / "main"
+    main_dir.mkdir()
+    code, _, out = run_cli(main_dir, [gen("p", "high", 0, 50, "correct")], "--mode", "shortest",
+                           "--add-seed", str(seed_out))
+    assert code == 0
+    written = list(read_jsonl(out))
+    assert [r["id"] for r in written] == ["p", "s1"]
+    assert written[1]["prompt"] == [{"role": "user", "content": "Problem s1"}]  # effort prompt removed
+    assert written[1]["response"][0]["content"] == "s1/low/0"
+
+
+def test_cli_judge_with_the_verifier(tmp_path):
+    pytest.importorskip("tops_plugin.verifier")
+    rows = [{"id": "a", "problem": "3 + 4?", "response": "So the answer is \\boxed{7}.", "answer": "7", "sample": 0},
+            {"id": "a", "problem": "3 + 4?", "response": "The answer is \\boxed{3}. " * 20, "answer": "7", "sample": 1}]
+    code, _, out = run_cli(tmp_path, rows, "--mode", "iter-dpo", "--judge", "--workers", "1")
+    assert code == 0
+    written = list(read_jsonl(out))
+    assert len(written) == 1 and written[0]["chosen"][0]["content"].endswith("\\boxed{7}.")
+
+
+def test_cli_missing_tokenizer_path_is_an_error(tmp_path, capsys):
+    code, _, out = run_cli(tmp_path, [gen("a", None, 0, 5, "correct")], "--mode", "shortest",
+                           "--tokenizer", str(tmp_path / "no-such-tokenizer"))
+    assert code == 2 and not out.exists()
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,184 @@
+"""`python -m tops_plugin.select IN.jsonl --mode shortest|random|iter-sft|iter-dpo|seed -o OUT.jsonl`
+
+Reads judged generation records, selects per problem (see `tops_plugin.selection`), writes OpenRLHF
+rows (SFT, or DPO for `iter-dpo`) atomically with an `OUT.meta.json` sidecar, and prints the
+statistics. This module only parses arguments, shows progress and prints; the work is in the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tops_plugin.efforts import EFFORTS
+from tops_plugin.jsonl import JsonlError
+from tops_plugin.openrlhf import write_dataset
+from tops_plugin.selection import MODES, SelectionConfig, fill_verdicts, low_effort_seed_rows, read_records, select
+
+VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tops_plugin.select",
+        description="Select training data from judged responses (TOPS) and write OpenRLHF datasets.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.jsonl", help="generation records with verdicts")
+    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.jsonl")
+    parser.add_argument("--tokenizer", help="recount every response with this tokenizer (path or hub name); "
+                        "default: keep each row's `tokens`, count missing ones in Qwen2.5 tokens")
+    parser.add_argument("--seed", type=int, default=0, help="random mode: the selection seed (default 0)")
+    parser.add_argument("--min-gap", type=int, default=300, help="seed mode: minimum token gap between "
+                        "low/medium and medium/high (default 300)")
+    parser.add_argument("--rejected-verdicts", default="wrong",
+                        help=f"iter-dpo: comma-separated verdicts usable as rejected, from {','.join(VERDICT_CHOICES)} "
+                        "(default: wrong)")
+    parser.add_argument("--keep-effort-prompt", action="store_true",
+                        help="keep the effort system prompt in the training prompt (not for seed mode)")
+    parser.add_argument("--add-seed", type=Path, metavar="SEED.jsonl",
+                        help="shortest/random: append the low-effort rows of a curated seed file (seed mode "
+                        "output), without their effort prompt, as in the paper")
+    judge = parser.add_argument_group("judging rows without verdicts")
+    judge.add_argument("--judge", action="store_true", help="judge rows lacking verdict fields on the fly")
+    judge.add_argument("--workers", type=int, default=None, help="verifier worker processes")
+    judge.add_argument("--timeout", type=float, default=5.0, help="seconds per verification (default 5)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        verdicts = frozenset(v.strip() for v in args.rejected_verdicts.split(",") if v.strip())
+        config = SelectionConfig(mode=args.mode, seed=args.seed, tokenizer=args.tokenizer,
+                                 rejected_verdicts=verdicts, min_gap=args.min_gap,
+                                 keep_effort_prompt=args.keep_effort_prompt)
+        if args.add_seed and args.mode not in ("shortest", "random"):
+            raise ValueError("--add-seed applies to the shortest and random modes only")
+        for path in [*args.inputs, *([args.add_seed] if args.add_seed else [])]:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+
+    with ExitStack() as stack, Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                        TextColumn("{task.completed:,.0f} rows"), TimeElapsedColumn(),
+                                        console=console, transient=True) as progress:
+        task = progress.add_task(f"selecting ({args.mode})", total=None)
+        rows: Iterable[dict] = itertools.chain.from_iterable(
+            read_records(path, need_verdict=not args.judge) for path in args.inputs)
+        if args.judge:
+            from tops_plugin.verifier import Verifier
+
+            verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
+            rows = fill_verdicts(rows, verifier)
+        try:
+            selection = select(_advance(rows, progress, task), config)
+            out_rows = selection.rows
+            if args.add_seed:
+                seed_rows = list(low_effort_seed_rows(args.add_seed))
+                selection.stats.seed = {"low_effort_rows_added": len(seed_rows)}
+                out_rows = out_rows + seed_rows
+                selection.stats.rows_out = len(out_rows)
+        except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer path, unreadable file
+            progress.stop()
+            console.print(f"[red]error:[/red] {exc}")
+            return 2
+
+    if selection.stats.rows_in == 0:
+        console.print(f"[yellow]warning:[/yellow] no input rows in {', '.join(map(str, args.inputs))}; "
+                      "writing an empty dataset")
+    inputs = [*args.inputs, *([args.add_seed] if args.add_seed else [])]
+    write_dataset(args.output, out_rows, mode=args.mode, inputs=inputs, tokenizer=args.tokenizer,
+                  stats=selection.stats.to_dict(),
+                  config={"seed": args.seed, "min_gap": args.min_gap, "rejected_verdicts": sorted(verdicts),
+                          "keep_effort_prompt": args.keep_effort_prompt})
+    Console().print(stats_table(selection.stats.to_dict()))
+    for table in seed_tables(selection.stats.seed):
+        Console().print(table)
+    console.print(f"wrote {len(out_rows):,} rows to {args.output}")
+    return 0
+
+
+def _advance(rows: Iterable[dict], progress: Progress, task) -> Iterator[dict]:
+    for count, row in enumerate(rows, start=1):
+        yield row
+        if count % 4096 == 0:
+            progress.update(task, completed=count)
+
+
+def stats_table(stats: dict) -> Table:
+    """One table of the per-mode statistics."""
+    table = Table(title=f"selection: {stats['mode']}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("rows in / problems in", f"{stats['rows_in']:,} / {stats['problems_in']:,}")
+    table.add_row("problems out / rows out", f"{stats['problems_out']:,} / {stats['rows_out']:,}")
+    table.add_row("dropped", _kv(stats["dropped"]))
+    if stats["verdicts"]:
+        table.add_row("verdicts in", _kv(stats["verdicts"]))
+    if stats["pairs"]:
+        table.add_row("pairs", _kv(stats["pairs"]))
+    table.add_row("chosen tokens", _tokens(stats["chosen_tokens"]))
+    if stats["rejected_tokens"]:
+        table.add_row("rejected tokens", _tokens(stats["rejected_tokens"]))
+    table.add_row("effort of selected", _kv(_ordered(stats["effort_selected"])))
+    for key, groups in stats["effort_by_group"].items():
+        for value, counts in sorted(groups.items()):
+            table.add_row(f"  {key}={value}", _kv(_ordered(counts)))
+    if stats["seed"].get("low_effort_rows_added") is not None:
+        table.add_row("low-effort seed rows added", f"{stats['seed']['low_effort_rows_added']:,}")
+    return table
+
+
+def seed_tables(seed: dict) -> list[Table]:
+    """The paper's Table 1 (tokens per effort) and Table 7 (prompt vs length rank) for seed mode."""
+    if "rank_by_prompt_kept" not in seed:
+        return []
+    table1 = Table(title="kept seed responses: mean tokens (Table 1)")
+    table1.add_column("effort")
+    table1.add_column("mean tokens (re-sorted)", justify="right")
+    table1.add_column("mean tokens (by prompt used)", justify="right")
+    for effort in EFFORTS:
+        table1.add_row(effort, _num(seed["tokens_by_effort"].get(effort)), _num(seed["tokens_by_prompt"].get(effort)))
+    table7 = Table(title="which prompt produced which length (Table 7): all-correct problems | kept")
+    table7.add_column("prompt")
+    for rank in ("shortest", "middle", "longest"):
+        table7.add_column(rank, justify="right")
+    for effort in EFFORTS:
+        every, kept = seed["rank_by_prompt_all_correct"][effort], seed["rank_by_prompt_kept"][effort]
+        table7.add_row(effort, *(f"{every[r]:,} | {kept[r]:,}" for r in ("shortest", "middle", "longest")))
+    return [table1, table7]
+
+
+def _ordered(counts: dict) -> dict:
+    order = [*EFFORTS, "None"]
+    return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+def _kv(counts: dict) -> str:
+    return ", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "-"
+
+
+def _tokens(summary: dict) -> str:
+    if not summary.get("n"):
+        return "-"
+    return f"n={summary['n']:,}  mean={summary['mean']:.1f}  median={summary['median']:.1f}"
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
