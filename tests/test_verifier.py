@@ -85,11 +85,11 @@ def test_worker_killed_mid_batch_is_replaced_and_every_row_judged() -> None:
         results = []
         for i, verdict in enumerate(pool.check_many(pairs)):
             results.append(verdict)
-            if i == 50:
-                children = psutil.Process().children(recursive=True)
-                workers = [c for c in children if "forkserver" not in " ".join(c.cmdline())]
-                assert workers, "no worker process found"
-                os.kill(workers[0].pid, signal.SIGKILL)
+            if i in (50, 150, 250):
+                servers = [c for c in psutil.Process().children() if "forkserver" in " ".join(c.cmdline())]
+                workers = [w for server in servers for w in server.children()]  # forked by the fork server
+                assert len(workers) == 2, "expected two worker processes"
+                os.kill(workers[i % 2].pid, signal.SIGKILL)
         assert len(results) == 400 and all(v.correct for v in results)
 
 

@@ -183,12 +183,13 @@ class Verifier:
             self.stats[key] += 1
 
     def _run(self, worker: _Worker | None, payload: tuple) -> tuple[Verdict, _Worker | None]:
-        """Judge one payload on this driver's worker, replacing the worker as needed."""
-        for attempt in range(2):
-            if worker is None or not worker.process.is_alive():
-                if worker is not None:
-                    worker.kill()
-                    self._count("restarts")
+        """Judge one payload on this driver's worker, replacing the worker as needed.
+
+        A worker that dies mid-item (its pipe closes) is discarded at once -- `is_alive()` can still say
+        True for a few milliseconds -- and the item retried once on a fresh worker.
+        """
+        for _attempt in range(2):
+            if worker is None:
                 try:
                     worker = _Worker(self._ctx)
                 except Exception:  # cannot start a process at all (resources): record, do not crash
@@ -198,14 +199,15 @@ class Verifier:
                 if worker.conn.poll(self.timeout):
                     kind, pred, answer_from = worker.conn.recv()
                     return Verdict(kind, pred, answer_from), worker
-            except (EOFError, OSError, BrokenPipeError):
-                continue  # the worker died mid-item: retry once on a fresh one
-            if worker.process.is_alive():
+            except (EOFError, OSError):
                 worker.kill()
-                self._count("timeouts")
+                worker = None
                 self._count("restarts")
-                return Verdict("timeout"), None
-            # Died without answering (e.g. SIGKILL from outside): retry once.
+                continue
+            worker.kill()  # no answer within the deadline
+            self._count("timeouts")
+            self._count("restarts")
+            return Verdict("timeout"), None
         return Verdict("error"), worker
 
 
