@@ -1,0 +1,145 @@
+"""Generation backends vs the raw engine call they wrap, on the same prompts and settings.
+
+hf (CPU or GPU): the backend through `generate_to_file` (records, Qwen2.5 counts, file writes included)
+vs a hand-written template + left-padded batch + `model.generate`, same seed (so the same tokens).
+vllm (GPU): the backend (n samples per request, one engine) vs raw `vllm.LLM.generate` on the same
+prompts; by default on a tiny randomly initialised Qwen2 built locally (no hub).
+Runs alternate; medians are reported. Target: backend tokens/s >= 0.95 x raw.
+
+    python benchmarks/generation.py [--model smollm2-135m] [--prompts 8] [--max-tokens 64] [--repeats 3]
+    python benchmarks/generation.py --backend vllm [--model DIR] [--prompts 64] [--n-samples 8] [--max-tokens 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+from tops_plugin.generation import GenerationRequest, SamplingParams, build_messages, generate_to_file, load_backend, sample_seed
+from tops_plugin.jsonl import read_jsonl
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k_test.jsonl"
+
+
+def raw_generate(backend, problems, sampling: SamplingParams) -> tuple[float, int, list[str]]:
+    """What a user would write by hand: template, left-padded batch, seed, `model.generate`, decode."""
+    import torch
+
+    tokenizer, model = backend.tokenizer, backend.hf_model
+    started = time.perf_counter()
+    prompts = [
+        tokenizer.apply_chat_template(build_messages(p["problem"], None), tokenize=False, add_generation_prompt=True)
+        for p in problems
+    ]
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    torch.manual_seed(sample_seed(sampling.seed, problems[0]["id"], None, 0))
+    with torch.inference_mode():
+        out = model.generate(**enc, **backend.generate_kwargs(sampling))
+    new = out[:, enc["input_ids"].shape[1] :].tolist()
+    texts, tokens = [], 0
+    eos = set(backend.eos_ids)
+    for ids in new:
+        end = next((i for i, t in enumerate(ids) if t in eos), None)
+        kept = ids if end is None else ids[:end]
+        tokens += len(ids) if end is None else end + 1
+        texts.append(tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+    return time.perf_counter() - started, tokens, texts
+
+
+def backend_generate(backend, problems, sampling: SamplingParams, out_dir: Path, run: int) -> tuple[float, int, list[str]]:
+    requests = [GenerationRequest(p, None, 1, sampling) for p in problems]
+    out = out_dir / f"run{run}.jsonl"
+    started = time.perf_counter()
+    summary = generate_to_file(backend, requests, out)
+    elapsed = time.perf_counter() - started
+    texts = [r["response"] for r in sorted(read_jsonl(out), key=lambda r: [p["id"] for p in problems].index(r["id"]))]
+    return elapsed, summary.gen_tokens, texts
+
+
+def vllm_main(args, problems) -> None:
+    """Backend (one engine, data_parallel_size=1) vs raw `LLM.generate` with the same engine object."""
+    import vllm
+
+    from tops_plugin.generation.models import build_tiny_qwen2
+
+    tmp = tempfile.TemporaryDirectory()
+    model = args.model if args.model != "smollm2-135m" else build_tiny_qwen2(Path(tmp.name) / "tiny-qwen2")
+    llm = vllm.LLM(model=model, enable_prefix_caching=True, seed=0, gpu_memory_utilization=0.5, max_model_len=4096)
+    backend = load_backend("vllm", model, engine_factory=lambda: llm)
+    tokenizer = llm.get_tokenizer()
+    raw_rates, ours_rates = [], []
+    for run in range(args.repeats + 1):  # run 0 warms up
+        started = time.perf_counter()
+        prompts = [
+            tokenizer.apply_chat_template(build_messages(p["problem"], "low"), tokenize=False, add_generation_prompt=True)
+            for p in problems
+        ]
+        prompts = [{"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]} for text in prompts]
+        params = [vllm.SamplingParams(n=args.n_samples, seed=run * 1000 + i, max_tokens=args.max_tokens) for i in range(len(prompts))]
+        outs = llm.generate(prompts, params, use_tqdm=False)
+        t_raw = time.perf_counter() - started
+        n_raw = sum(len(o.token_ids) for r in outs for o in r.outputs)
+        requests = [GenerationRequest(p, "low", args.n_samples, SamplingParams(max_tokens=args.max_tokens, seed=run)) for p in problems]
+        out = Path(tmp.name) / f"run{run}.jsonl"
+        started = time.perf_counter()
+        summary = generate_to_file(backend, requests, out)
+        t_ours = time.perf_counter() - started
+        print(f"run {run}{' (warm-up)' if run == 0 else ''}: raw {n_raw / t_raw:10.1f} tok/s ({n_raw} tokens, {t_raw:.2f}s)   "
+              f"backend {summary.gen_tokens / t_ours:10.1f} tok/s ({summary.gen_tokens} tokens, {t_ours:.2f}s)")
+        if run:
+            raw_rates.append(n_raw / t_raw)
+            ours_rates.append(summary.gen_tokens / t_ours)
+    raw_rate, ours_rate = statistics.median(raw_rates), statistics.median(ours_rates)
+    print(f"vllm, model {model}, {len(problems)} prompts x n={args.n_samples} x {args.max_tokens} max new tokens")
+    print(f"raw LLM.generate : median {raw_rate:10.1f} generated tok/s")
+    print(f"vllm backend     : median {ours_rate:10.1f} generated tok/s")
+    print(f"ratio backend/raw: {ours_rate / raw_rate:.3f}  (target >= 0.95)")
+    tmp.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    parser.add_argument("--n-samples", type=int, default=8, help="vllm: samples per prompt")
+    parser.add_argument("--model", default="smollm2-135m", help="hf: model or alias; vllm: model dir (default: tiny Qwen2)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    problems = list(islice(read_jsonl(args.data), args.prompts))
+    if args.backend == "vllm":
+        return vllm_main(args, problems)
+    backend = load_backend("hf", args.model, batch_size=len(problems))
+    # min-length-free sampling with one seed: both sides generate the very same tokens
+    sampling = SamplingParams(max_tokens=args.max_tokens, seed=0)
+    raw_times, ours_times, same = [], [], True
+    with tempfile.TemporaryDirectory() as tmp:
+        backend_generate(backend, problems[:2], SamplingParams(max_tokens=4), Path(tmp), -1)  # warm-up
+        for run in range(args.repeats):
+            t_raw, n_raw, texts_raw = raw_generate(backend, problems, sampling)
+            t_ours, n_ours, texts_ours = backend_generate(backend, problems, sampling, Path(tmp), run)
+            same &= texts_raw == texts_ours and n_raw == n_ours
+            raw_times.append((t_raw, n_raw))
+            ours_times.append((t_ours, n_ours))
+            print(f"run {run}: raw {n_raw / t_raw:8.1f} tok/s ({t_raw:.2f}s)   backend {n_ours / t_ours:8.1f} tok/s ({t_ours:.2f}s)")
+    raw_rate = statistics.median(n / t for t, n in raw_times)
+    ours_rate = statistics.median(n / t for t, n in ours_times)
+    print(f"model {args.model}, {len(problems)} prompts x {args.max_tokens} max new tokens, torch threads {torch.get_num_threads()}")
+    print(f"raw model.generate : median {raw_rate:8.1f} generated tok/s")
+    print(f"hf backend         : median {ours_rate:8.1f} generated tok/s")
+    print(f"ratio backend/raw  : {ours_rate / raw_rate:.3f}  (target >= 0.95)   identical outputs: {same}")
+
+
+if __name__ == "__main__":
+    main()

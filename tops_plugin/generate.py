@@ -1,0 +1,158 @@
+"""`python -m tops_plugin.generate PROBLEMS.jsonl -o GENERATIONS.jsonl`: problems -> generation records.
+
+Parses arguments, builds the backend and the requests, and shows progress; the work (and resume:
+rerunning with the same output generates only what is missing) is `generate_to_file`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from itertools import islice
+
+from tops_plugin.efforts import EFFORTS
+from tops_plugin.generation import GenerationRequest, GenerationSummary, ProgressEvent, SamplingParams, generate_to_file, load_backend
+from tops_plugin.jsonl import JsonlError, read_jsonl
+
+NO_EFFORT = ("none", "default")
+
+
+def parse_efforts(text: str) -> list[str | None]:
+    """"low,medium,high" -> ["low", "medium", "high"]; "none" (or "default") means no effort prompt."""
+    efforts: list[str | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part in NO_EFFORT:
+            efforts.append(None)
+        elif part in EFFORTS:
+            efforts.append(part)
+        else:
+            raise argparse.ArgumentTypeError(f"unknown effort {part!r} (use {', '.join(EFFORTS + NO_EFFORT)})")
+    return efforts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tops_plugin.generate", description=__doc__.splitlines()[0])
+    p.add_argument("problems", help="problems JSONL ({id, problem, answer, ...} per line)")
+    p.add_argument("-o", "--out", required=True, help="generation JSONL (appended to; reruns resume)")
+    p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf")
+    p.add_argument("--model", default="smollm2-135m", help="path, hub id, alias (smollm2-135m) or API model")
+    p.add_argument("--efforts", type=parse_efforts, default=[None], help="comma list of low,medium,high,none (default: none)")
+    p.add_argument("--n-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-tokens", type=int, default=16384)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    hf = p.add_argument_group("hf backend")
+    hf.add_argument("--batch-size", type=int, default=16)
+    hf.add_argument("--device", default=None)
+    vl = p.add_argument_group("vllm backend")
+    vl.add_argument("--tensor-parallel-size", type=int, default=1)
+    vl.add_argument("--data-parallel-size", type=int, default=1, help="engines (Ray actors); 0 = all GPUs")
+    vl.add_argument("--gpu-memory-utilization", type=float, default=None)
+    vl.add_argument("--max-model-len", type=int, default=None)
+    api = p.add_argument_group("openai backend")
+    api.add_argument("--base-url", default=None, help="endpoint (default: $OPENAI_BASE_URL or OpenAI)")
+    api.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    api.add_argument("--concurrency", type=int, default=8)
+    api.add_argument("--reasoning-effort", default=None, help="passed through as reasoning_effort")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    if args.backend == "hf":
+        return {"batch_size": args.batch_size, "device": args.device}
+    if args.backend == "vllm":
+        options = {
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "data_parallel_size": args.data_parallel_size,
+            "seed": args.seed,
+        }
+        if args.gpu_memory_utilization is not None:
+            options["gpu_memory_utilization"] = args.gpu_memory_utilization
+        if args.max_model_len is not None:
+            options["max_model_len"] = args.max_model_len
+        return options
+    return {
+        "base_url": args.base_url,
+        "api_key_env": args.api_key_env,
+        "concurrency": args.concurrency,
+        "reasoning_effort": args.reasoning_effort,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    sampling = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed, stop=tuple(args.stop)
+    )
+    read_errors: list[JsonlError] = []
+    problems = list(islice(read_jsonl(args.problems, skip_bad=True, errors=read_errors), args.limit))
+    for err in read_errors:
+        console.print(f"[yellow]skipped unreadable line {err}")
+    requests = [
+        GenerationRequest(row, effort, args.n_samples, sampling) for row in problems for effort in args.efforts
+    ]
+    backend = load_backend(args.backend, args.model, **backend_options(args))
+    try:
+        summary = run_with_progress(backend, requests, args.out, console)
+    finally:
+        backend.close()
+    print_summary(summary, console)
+    return 0 if summary.complete and not summary.bad else 1
+
+
+def run_with_progress(backend, requests, out, console) -> GenerationSummary:
+    """`generate_to_file` under a rich progress bar: done/total, generated tokens/s, ETA."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} tok/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("generating", total=None, rate="-")
+        started = time.perf_counter()
+
+        def update(event: ProgressEvent) -> None:
+            elapsed = time.perf_counter() - started
+            rate = f"{event.gen_tokens / elapsed:,.0f}" if event.done and elapsed > 0 else "-"
+            bar.update(task, total=event.total, completed=event.done, rate=rate)
+
+        return generate_to_file(backend, requests, out, progress=update)
+
+
+def print_summary(summary: GenerationSummary, console) -> None:
+    console.print(
+        f"[bold]{summary.path}[/]: wrote {summary.records} record(s) of {summary.planned} planned "
+        f"({summary.skipped} already present) in {summary.elapsed_s:.1f}s; "
+        f"truncated {summary.truncated_share:.1%}, mean {summary.mean_tokens:.1f} Qwen2.5 tokens, "
+        f"{summary.gen_tokens_per_s:,.1f} generated tokens/s"
+    )
+    if summary.bad:
+        problems = len({pid for pid, _ in summary.bad})
+        console.print(f"[yellow]{len(summary.bad)} request(s)/sample(s) of {problems} problem(s) skipped or failed "
+                      "(warnings above); a rerun retries failed samples")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Generation backends behind one interface: `vllm` (GPU, Ray data-parallel), `hf` (CPU default), `openai`.
+
+    backend = load_backend("hf", "smollm2-135m")
+    requests = [GenerationRequest(row, effort, n_samples=4, sampling=SamplingParams(max_tokens=1024))
+                for row in problems for effort in EFFORTS]
+    summary = generate_to_file(backend, requests, "gens.jsonl")   # resumable, append-only
+
+Backends are imported only when asked for, so this package imports without torch, vllm or openai.
+"""
+
+from __future__ import annotations
+
+from tops_plugin.generation.base import (
+    Backend,
+    BadRequest,
+    GenerationRequest,
+    SamplingParams,
+    build_messages,
+    sample_seed,
+)
+from tops_plugin.generation.resume import GenerationSummary, ProgressEvent, generate_to_file
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BadRequest",
+    "GenerationRequest",
+    "GenerationSummary",
+    "ProgressEvent",
+    "SamplingParams",
+    "build_messages",
+    "generate_to_file",
+    "load_backend",
+    "sample_seed",
+]
+
+# name -> "module:class"; adding a backend is adding an entry.
+BACKENDS: dict[str, str] = {
+    "hf": "tops_plugin.generation.hf:HFBackend",
+    "vllm": "tops_plugin.generation.vllm:VLLMBackend",
+    "openai": "tops_plugin.generation.openai_api:OpenAIBackend",
+}
+
+
+def load_backend(name: str, model: str, **options) -> Backend:
+    """Build the backend `name` for `model` (a path, hub id, alias such as `smollm2-135m`, or API model).
+
+    `options` go to the backend's constructor (e.g. `batch_size` for hf, `tensor_parallel_size` and
+    `data_parallel_size` for vllm, `base_url` and `concurrency` for openai).
+    """
+    import importlib
+
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(sorted(BACKENDS))})") from None
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(model, **options)

@@ -1,0 +1,141 @@
+"""The generation interface every backend implements, and the request/record vocabulary around it.
+
+One request is one problem under one effort (or none), asking for `n_samples` responses. A backend
+turns an iterable of requests into a stream of generation records (DESIGN §3) as they complete, so a
+caller can write each one to disk the moment it exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from tops_plugin.efforts import EFFORT_PROMPTS, EFFORTS
+
+__all__ = [
+    "BOXED_INSTRUCTION",
+    "Backend",
+    "BadRequest",
+    "GenerationRequest",
+    "SamplingParams",
+    "build_messages",
+    "request_problem",
+    "sample_seed",
+]
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings shared by every backend. `temperature == 0` means greedy."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 16384
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if isinstance(self.stop, str):  # a lone string would otherwise become a tuple of characters
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One problem row under one effort (None: no effort prompt), `n_samples` responses.
+
+    `samples` names the sample indices still to generate (default: all of `range(n_samples)`); resume
+    narrows it to the missing ones so a rerun produces exactly what was lost.
+    """
+
+    problem: dict
+    effort: str | None
+    n_samples: int = 1
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    samples: tuple[int, ...] | None = None
+
+    @property
+    def sample_indices(self) -> tuple[int, ...]:
+        return tuple(range(self.n_samples)) if self.samples is None else tuple(self.samples)
+
+    @property
+    def id(self):
+        return self.problem.get("id") if isinstance(self.problem, dict) else None
+
+
+class BadRequest(ValueError):
+    """A request that cannot be generated (no id, empty problem, unknown effort); skipped, not fatal."""
+
+    def __init__(self, problem_id, reason: str):
+        self.problem_id, self.reason = problem_id, reason
+        super().__init__(f"problem {problem_id!r}: {reason}")
+
+
+def request_problem(request: GenerationRequest) -> str:
+    """The problem text of a request, or `BadRequest` saying why it cannot be generated."""
+    problem = request.problem
+    if not isinstance(problem, dict):
+        raise BadRequest(None, f"problem row is a {type(problem).__name__}, not an object")
+    pid = problem.get("id")
+    if pid is None or (isinstance(pid, str) and not pid.strip()):
+        raise BadRequest(None, "missing id")
+    text = problem.get("problem")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(pid, "empty problem text")
+    if request.effort is not None and request.effort not in EFFORT_PROMPTS:
+        raise BadRequest(pid, f"unknown effort {request.effort!r} (expected one of {', '.join(EFFORTS)})")
+    if request.n_samples < 1:
+        raise BadRequest(pid, f"n_samples must be >= 1, got {request.n_samples}")
+    bad = [s for s in request.sample_indices if not 0 <= s < request.n_samples]
+    if bad:
+        raise BadRequest(pid, f"sample indices {bad} outside range({request.n_samples})")
+    return text
+
+
+def build_messages(problem_text: str, effort: str | None) -> list[dict]:
+    """Chat messages for one problem: the effort system prompt (if any), then the problem and the
+    instruction to box the final answer. Rendered later with each model's own chat template."""
+    messages: list[dict] = []
+    if effort is not None:
+        messages.append({"role": "system", "content": EFFORT_PROMPTS[effort]})
+    messages.append({"role": "user", "content": f"{problem_text.strip()}\n\n{BOXED_INSTRUCTION}"})
+    return messages
+
+
+def sample_seed(seed: int, problem_id, effort: str | None, sample: int) -> int:
+    """A per-(problem, effort, sample) seed derived from the run seed.
+
+    Engines that seed each request (vLLM, API servers) then give the same response for the same
+    sample however the work was batched, sharded or resumed.
+    """
+    key = f"{seed}\x1f{problem_id}\x1f{effort}\x1f{sample}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A generation engine. `generate` yields DESIGN §3 generation records as they complete (any order).
+
+    Requests that cannot be generated are skipped and appended to `errors` as `(id, reason)`; samples
+    that failed for good (an API that kept refusing) are reported the same way and simply missing, so a
+    resumed run fills them in.
+    """
+
+    name: str
+    model: str
+    errors: list[tuple[object, str]]
+
+    def generate(self, requests: Iterable[GenerationRequest]) -> Iterator[dict]: ...
+
+    def close(self) -> None: ...

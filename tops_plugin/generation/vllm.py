@@ -1,0 +1,255 @@
+"""vLLM backend: the offline `vllm.LLM` engine, data-parallel over GPUs and nodes with Ray.
+
+One engine per tensor-parallel group. Work is sharded by problem into chunks; each engine keeps a
+couple of chunks in flight and takes the next one when it finishes (so a slow shard never idles the
+rest), and finished chunks stream back to the caller, who appends them to disk. Every request carries
+its own seed (derived from run seed, id, effort and first sample), so results do not depend on how the
+work was sharded or resumed. vLLM is imported only inside the engine process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+
+from tops_plugin.generation.base import BadRequest, GenerationRequest, build_messages, request_problem, sample_seed
+from tops_plugin.generation.models import resolve_model
+from tops_plugin.generation.records import RawOutput, make_records
+
+__all__ = ["EngineWorker", "VLLMBackend", "default_engine", "default_params", "stream_chunks"]
+
+log = logging.getLogger(__name__)
+
+
+def default_engine(model: str, tensor_parallel_size: int = 1, seed: int = 0, **options):
+    """A `vllm.LLM` with prefix caching (the effort prompts and the n samples share prefixes)."""
+    import vllm
+
+    source = resolve_model(model)
+    path = f"{source.name_or_path}/{source.gguf_file}" if source.gguf_file else source.name_or_path
+    options.setdefault("enable_prefix_caching", True)
+    return vllm.LLM(model=path, tensor_parallel_size=tensor_parallel_size, seed=seed, **options)
+
+
+def default_params(**kwargs):
+    import vllm
+
+    return vllm.SamplingParams(**kwargs)
+
+
+@dataclass(frozen=True)
+class EngineItem:
+    """One request as an engine sees it: messages plus the vLLM sampling settings (plain, picklable)."""
+
+    key: int
+    messages: list[dict]
+    params: dict
+
+
+class EngineWorker:
+    """Owns one engine; turns a chunk of `EngineItem`s into plain result tuples.
+
+    Runs in-process (data_parallel_size=1) or as a Ray actor. `engine_factory` and `params_factory`
+    are the seam that lets tests drive the real code path with a stand-in engine.
+    """
+
+    def __init__(self, engine_factory: Callable[[], object], params_factory: Callable[..., object] = default_params):
+        self.engine = engine_factory()
+        self.params_factory = params_factory
+        self.tokenizer = self.engine.get_tokenizer()
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """The model's own chat template, tokenized without extra special tokens (no double BOS)."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def run(self, items: list[EngineItem]) -> list[tuple[int, list[tuple[int, str, int, str | None]]]]:
+        """[(item key, [(output index, text, generated tokens, finish reason), ...]), ...]."""
+        prompts = [{"prompt_token_ids": self.prompt_ids(item.messages)} for item in items]
+        params = [self.params_factory(**item.params) for item in items]
+        results = self.engine.generate(prompts, params, use_tqdm=False)
+        return [
+            (item.key, [(out.index, out.text, len(out.token_ids), out.finish_reason) for out in result.outputs])
+            for item, result in zip(items, results)
+        ]
+
+
+def stream_chunks(
+    chunks: Iterable[list],
+    n_workers: int,
+    submit: Callable[[int, list], object],
+    wait_one: Callable[[list], tuple[object, object]],
+    in_flight: int = 2,
+) -> Iterator[tuple[list, object]]:
+    """Dynamic sharding: keep `in_flight` chunks per worker, yield (chunk, result) as each finishes.
+
+    `submit(worker, chunk)` returns a handle; `wait_one(handles)` blocks until one is done and
+    returns (handle, result). Ray object refs and `concurrent.futures` both fit.
+    """
+    iterator = iter(chunks)
+    pending: dict[object, tuple[int, list]] = {}
+
+    def feed(worker: int) -> bool:
+        chunk = next(iterator, None)
+        if chunk is None:
+            return False
+        pending[submit(worker, chunk)] = (worker, chunk)
+        return True
+
+    for worker in range(n_workers):
+        for _ in range(in_flight):
+            if not feed(worker):
+                break
+    while pending:
+        handle, result = wait_one(list(pending))
+        worker, chunk = pending.pop(handle)
+        feed(worker)
+        yield chunk, result
+
+
+class VLLMBackend:
+    """`load_backend("vllm", model, tensor_parallel_size=…, data_parallel_size=…)`.
+
+    `data_parallel_size`: engines to run (1: in this process; >1: Ray actors, each with
+    `tensor_parallel_size` GPUs; 0: as many as the Ray cluster's GPUs allow). Extra options go to
+    `vllm.LLM` (e.g. `gpu_memory_utilization`, `max_model_len`, `dtype`).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        chunk_size: int = 256,
+        seed: int = 0,
+        ray_address: str | None = None,
+        actor_num_gpus: float | None = None,
+        engine_factory: Callable[[], object] | None = None,
+        params_factory: Callable[..., object] = default_params,
+        count_tokenizer=None,
+        **engine_options,
+    ):
+        self.model = model
+        self.tensor_parallel_size = tensor_parallel_size
+        self.data_parallel_size = data_parallel_size
+        self.chunk_size = chunk_size
+        self.ray_address = ray_address
+        self.actor_num_gpus = tensor_parallel_size if actor_num_gpus is None else actor_num_gpus
+        if engine_factory is None:
+            if data_parallel_size != 1 and tensor_parallel_size > 1:
+                # inside a Ray actor vLLM must not build its own placement group: use local processes
+                engine_options.setdefault("distributed_executor_backend", "mp")
+            engine_factory = partial(default_engine, model, tensor_parallel_size, seed, **engine_options)
+        self.engine_factory = engine_factory
+        self.params_factory = params_factory
+        self.count_tokenizer = count_tokenizer
+        self.errors: list[tuple[object, str]] = []
+        self._local: EngineWorker | None = None
+        self._actors: list = []
+
+    # -- request building -------------------------------------------------------------------------
+    def _items(self, requests: Iterable[GenerationRequest], index: dict[int, GenerationRequest]) -> Iterator[EngineItem]:
+        """Engine items keyed by a running number; `index` maps keys of unfinished items to requests."""
+        for key, request in enumerate(requests):
+            try:
+                text = request_problem(request)
+            except BadRequest as exc:
+                log.warning("skipping request: %s", exc)
+                self.errors.append((exc.problem_id, exc.reason))
+                continue
+            index[key] = request
+            yield EngineItem(key, build_messages(text, request.effort), engine_params(request))
+
+    def _chunks(self, items: Iterator[EngineItem]) -> Iterator[list[EngineItem]]:
+        chunk: list[EngineItem] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= self.chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    # -- result mapping ---------------------------------------------------------------------------
+    def _records(self, chunk: list[EngineItem], result, index: dict[int, GenerationRequest]) -> list[dict]:
+        by_key = {item.key: item for item in chunk}
+        raw = []
+        for key, outputs in result:
+            request, item = index.pop(key), by_key[key]
+            samples = request.sample_indices
+            for out_index, text, n_tokens, finish in sorted(outputs, key=lambda out: out[0]):
+                if out_index >= len(samples):
+                    continue
+                raw.append(RawOutput(request, samples[out_index], item.messages, text, finish, n_tokens))
+        return make_records(raw, self.model, self.count_tokenizer)
+
+    # -- execution --------------------------------------------------------------------------------
+    def generate(self, requests: Iterable[GenerationRequest]) -> Iterator[dict]:
+        index: dict[int, GenerationRequest] = {}
+        chunks = self._chunks(self._items(requests, index))
+        if self.data_parallel_size == 1:
+            if self._local is None:
+                self._local = EngineWorker(self.engine_factory, self.params_factory)
+            for chunk in chunks:
+                yield from self._records(chunk, self._local.run(chunk), index)
+            return
+        import ray
+
+        actors = self._ray_actors(ray)
+        stream = stream_chunks(
+            chunks,
+            len(actors),
+            submit=lambda worker, chunk: actors[worker].run.remote(chunk),
+            wait_one=lambda refs: _ray_wait_one(ray, refs),
+        )
+        for chunk, result in stream:
+            yield from self._records(chunk, result, index)
+
+    def _ray_actors(self, ray) -> list:
+        if self._actors:
+            return self._actors
+        if not ray.is_initialized():
+            ray.init(address=self.ray_address, ignore_reinit_error=True, log_to_driver=False)
+        n = self.data_parallel_size
+        if n <= 0:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            n = max(1, gpus // max(1, self.tensor_parallel_size))
+        actor_cls = ray.remote(num_gpus=self.actor_num_gpus)(EngineWorker)
+        self._actors = [actor_cls.remote(self.engine_factory, self.params_factory) for _ in range(n)]
+        log.info("started %d vLLM engines (tensor parallel %d each)", n, self.tensor_parallel_size)
+        return self._actors
+
+    def close(self) -> None:
+        """Stop Ray engine actors (the in-process engine is freed with the backend)."""
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = []
+        self._local = None
+
+
+def engine_params(request: GenerationRequest) -> dict:
+    """vLLM `SamplingParams` keyword arguments for one request (all its missing samples at once)."""
+    sampling, samples = request.sampling, request.sample_indices
+    params = {
+        "n": len(samples),
+        "seed": sample_seed(sampling.seed, request.id, request.effort, samples[0]),
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    }
+    if sampling.stop:
+        params["stop"] = list(sampling.stop)
+    return params
+
+
+def _ray_wait_one(ray, refs: list) -> tuple[object, object]:
+    (done,), _ = ray.wait(refs, num_returns=1)
+    return done, ray.get(done)
