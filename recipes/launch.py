@@ -1,0 +1,230 @@
+"""OpenRLHF 0.11 command lines built from the recipe, and a runner that keeps their logs.
+
+The commands are the ones a user would type on a cluster: `deepspeed [--hostfile …] --module
+openrlhf.cli.train_sft|train_dpo …` for SFT and DPO, `ray job submit --address … -- python3 -m
+openrlhf.cli.train_ppo_ray …` for RL, `python -m evals.run …` for evaluation. Flags are OpenRLHF's
+dotted names (`--data.max_len`); a contract test checks every flag emitted here against the installed
+OpenRLHF parsers, so a renamed flag fails a test rather than a job on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from recipes.config import RL, Cluster, Eval, TrainCommon, TrainRun
+from recipes.manifest import StageFailed, log_tail
+
+__all__ = [
+    "dpo_command",
+    "eval_command",
+    "flags",
+    "ppo_command",
+    "reward_func_path",
+    "run_command",
+    "sft_command",
+]
+
+
+def reward_func_path() -> Path:
+    """The installed `recipes/reward_func.py`, the file OpenRLHF imports for `--reward.remote_url`."""
+    return Path(__file__).resolve().parent / "reward_func.py"
+
+
+def flags(values: Mapping[str, Any]) -> list[str]:
+    """Dotted OpenRLHF flags from a mapping: True -> bare flag, False/None -> omitted, lists -> several values."""
+    argv: list[str] = []
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        argv.append(f"--{name}")
+        if value is True:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv.extend(str(v) for v in value)
+        else:
+            argv.append(str(value))
+    return argv
+
+
+def deepspeed_launcher(cluster: Cluster) -> list[str]:
+    """`deepspeed [--hostfile H --num_nodes N] --num_gpus G [--master_addr A --master_port P] --module`."""
+    argv = [cluster.deepspeed]
+    if cluster.hostfile:
+        argv += ["--hostfile", cluster.hostfile, "--num_nodes", str(cluster.nodes)]
+    argv += ["--num_gpus", str(cluster.gpus_per_node)]
+    if cluster.master_addr:
+        argv += ["--master_addr", cluster.master_addr]
+    if cluster.master_port:
+        argv += ["--master_port", str(cluster.master_port)]
+    return argv + ["--module"]
+
+
+def _train_flags(common: TrainCommon, run: TrainRun, output_dir: Path, ckpt_path: Path) -> dict[str, Any]:
+    return {
+        "train.max_epochs": run.epochs,
+        "train.batch_size": run.batch_size,
+        "train.micro_batch_size": common.micro_batch_size,
+        "train.seed": common.seed,
+        "adam.lr": run.lr,
+        "data.max_len": common.max_len,
+        "data.apply_chat_template": True,
+        "ds.zero_stage": common.zero_stage,
+        "ds.param_dtype": common.param_dtype,
+        "ds.attn_implementation": common.attn_implementation,
+        "ds.packing_samples": common.packing,
+        "ds.adam_offload": common.adam_offload,
+        "model.gradient_checkpointing_enable": common.gradient_checkpointing,
+        "ckpt.output_dir": output_dir,
+        "ckpt.path": ckpt_path,
+        "ckpt.save_steps": common.save_steps,
+        "ckpt.load_enable": True,  # resumes from ckpt.path when a checkpoint is there
+        "logger.logging_steps": 1,
+    }
+
+
+def sft_command(cluster: Cluster, common: TrainCommon, run: TrainRun, *, model: str, dataset: Path,
+                output_dir: Path, ckpt_path: Path) -> list[str]:
+    """SFT on our rows (DESIGN §3: `prompt` messages, `response` assistant message, chat template on)."""
+    values = {
+        "model.model_name_or_path": model,
+        "data.dataset": dataset,
+        "data.input_key": "prompt",
+        "data.output_key": "response",
+        **_train_flags(common, run, output_dir, ckpt_path),
+        **common.extra_flags,
+        **run.extra_flags,
+    }
+    return deepspeed_launcher(cluster) + ["openrlhf.cli.train_sft"] + flags(values)
+
+
+def dpo_command(cluster: Cluster, common: TrainCommon, run: TrainRun, *, model: str, reference: str,
+                dataset: Path, output_dir: Path, ckpt_path: Path) -> list[str]:
+    """DPO on our pairs; the reference is the TOPS model and `--data.max_len` is raised from OpenRLHF's 512."""
+    values = {
+        "model.model_name_or_path": model,
+        "ref.model_name_or_path": reference,
+        "model.beta": run.beta,
+        "data.dataset": dataset,
+        "data.prompt_key": "prompt",
+        "data.chosen_key": "chosen",
+        "data.rejected_key": "rejected",
+        **_train_flags(common, run, output_dir, ckpt_path),
+        **common.extra_flags,
+        **run.extra_flags,
+    }
+    return deepspeed_launcher(cluster) + ["openrlhf.cli.train_dpo"] + flags(values)
+
+
+def ppo_command(cluster: Cluster, common: TrainCommon, rl: RL, *, model: str, prompts: Path, output_dir: Path,
+                ckpt_path: Path, reward_url: str) -> list[str]:
+    """`ray job submit` of `openrlhf.cli.train_ppo_ray` with our reward function on an existing Ray cluster."""
+    gpus = {"num_nodes": cluster.nodes, "num_gpus_per_node": cluster.gpus_per_node}
+    values: dict[str, Any] = {
+        "actor.model_name_or_path": model,
+        "actor.num_nodes": gpus["num_nodes"],
+        "actor.num_gpus_per_node": gpus["num_gpus_per_node"],
+        "ref.num_nodes": gpus["num_nodes"],
+        "ref.num_gpus_per_node": gpus["num_gpus_per_node"],
+        "vllm.num_engines": rl.vllm_engines,
+        "vllm.tensor_parallel_size": rl.vllm_tensor_parallel_size,
+        "train.colocate_all": rl.colocate_all,
+        "vllm.enable_sleep": rl.colocate_all,
+        "ds.enable_sleep": rl.colocate_all,
+        "reward.remote_url": reward_url,
+        "algo.advantage.estimator": rl.estimator,
+        "algo.kl.init_coef": rl.init_kl_coef,
+        "algo.kl.use_loss": rl.kl_loss,
+        "algo.kl.estimator": rl.kl_estimator if rl.kl_loss else None,
+        "rollout.n_samples_per_prompt": rl.n_samples_per_prompt,
+        "rollout.batch_size": rl.rollout_batch_size,
+        "rollout.temperature": rl.temperature,
+        "rollout.max_new_tokens": rl.max_new_tokens,
+        "rollout.micro_batch_size": common.micro_batch_size,
+        "train.batch_size": rl.train_batch_size,
+        "train.micro_batch_size": common.micro_batch_size,
+        "train.num_episodes": rl.episodes,
+        "train.seed": common.seed,
+        "actor.adam.lr": rl.actor_lr,
+        "actor.gradient_checkpointing_enable": common.gradient_checkpointing,
+        "data.prompt_dataset": prompts,
+        "data.input_key": "prompt",
+        "data.label_key": "label",
+        "data.apply_chat_template": True,
+        "data.max_len": rl.max_len,
+        "ds.zero_stage": common.zero_stage,
+        "ds.param_dtype": common.param_dtype,
+        "ds.attn_implementation": common.attn_implementation,
+        "ds.packing_samples": common.packing,
+        "ds.adam_offload": common.adam_offload,
+        "ckpt.output_dir": output_dir,
+        "ckpt.path": ckpt_path,
+        "ckpt.save_steps": common.save_steps,
+        "ckpt.load_enable": True,
+        "logger.logging_steps": 1,
+        **rl.extra_flags,
+    }
+    return [cluster.ray, "job", "submit", "--address", cluster.ray_address, "--",
+            cluster.python, "-m", "openrlhf.cli.train_ppo_ray"] + flags(values)
+
+
+def eval_command(ev: Eval, *, model: str, out_dir: Path, data_dir: str | None = None,
+                 python: str = sys.executable) -> list[str]:
+    """`python -m evals.run` with the paper's evaluation settings (DESIGN §4)."""
+    values: dict[str, Any] = {
+        "model": model,
+        "backend": ev.backend,
+        "benchmarks": ",".join(ev.benchmarks),
+        "n-samples": ev.n_samples,
+        "temperature": ev.temperature,
+        "seed": ev.seed,
+        "max-tokens": ev.max_tokens,
+        "limit": ev.limit,
+        "data-dir": data_dir,
+        "out": out_dir,
+    }
+    options = [arg for key, value in ev.options.items() for arg in ("--backend-option", f"{key}={value}")]
+    return [python, "-m", "evals.run"] + flags(values) + options
+
+
+def run_command(stage: str, command: Sequence[str], log_path: Path, *, cwd: Path | None = None,
+                env: Mapping[str, str] | None = None, on_line: Callable[[str], None] | None = None,
+                tail_lines: int = 20) -> None:
+    """Run one external command, appending its merged stdout/stderr to `log_path` (and to `on_line`).
+
+    A missing executable or a non-zero exit raises `StageFailed` with the stage, the exact command and
+    the last lines of the log.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    merged_env = None if env is None else {**os.environ, **env}
+    with open(log_path, "ab") as log:
+        log.write(f"$ {shlex.join(map(str, command))}\n".encode())
+        log.flush()
+        try:
+            process = subprocess.Popen(
+                [str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=cwd, env=merged_env,
+            )
+        except OSError as exc:  # FileNotFoundError, PermissionError: the executable itself
+            log.write(f"cannot start: {exc}\n".encode())
+            raise StageFailed(stage, f"cannot start {command[0]!r}: {exc.strerror or exc}", command,
+                              log_tail(log_path, tail_lines), log_path) from None
+        assert process.stdout is not None
+        try:
+            for raw in process.stdout:
+                log.write(raw)
+                log.flush()
+                if on_line is not None:
+                    on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+            code = process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    if code != 0:
+        raise StageFailed(stage, f"exit status {code}", command, log_tail(log_path, tail_lines), log_path)

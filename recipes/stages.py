@@ -1,0 +1,529 @@
+"""The TOPS pipeline (DESIGN §1) as stages, each reading and writing files in the run directory.
+
+    seed-gen -> seed-curate -> tag-sft -> effort-gen -> judge -> select -> tops-sft [random-sft]
+    -> iter-gen -> iter-judge -> iter-select -> iter-sft | iter-dpo -> eval        (rl-data -> rl)
+
+A stage is planned first (`StagePlan`: inputs, outputs, the exact commands, the settings that decide
+its result) and run later, so `--dry-run` prints exactly what a run would do. Data stages call the
+library in-process (generation, the verifier, selection); training and evaluation stages launch the
+real OpenRLHF / `evals.run` commands. Outputs appear only when a stage finishes: whole files are
+written atomically, generation appends to a `*.partial` file (resumed after a kill) renamed at the end,
+and training writes to `DIR.partial`, renamed to `DIR` when OpenRLHF exits cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import shlex
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recipes import launch
+from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
+from recipes.manifest import digest
+from tops_plugin.efforts import EFFORTS
+from tops_plugin.jsonl import read_jsonl, write_jsonl
+from tops_plugin.selection import low_effort_seed_rows
+
+__all__ = ["Hooks", "Layout", "RunContext", "StagePlan", "plan_all", "plan_stage"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Callbacks from the command-line layer: generation progress and lines of launched commands."""
+
+    progress: Callable[[str, Any], None] | None = None  # (stage, tops_plugin.generation.ProgressEvent)
+    on_line: Callable[[str, str], None] | None = None  # (stage, line)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each stage's files live under the run directory."""
+
+    root: Path
+
+    def data(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def model(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def ckpt(self, stage: str) -> Path:
+        return self.root / "ckpt" / stage
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a stage's work gets when it runs: its log, a key naming this exact work (settings and input
+    digests; names partial files and checkpoints), and whether to discard earlier partial work."""
+
+    stage: str
+    log_path: Path
+    key: str
+    fresh: bool
+    hooks: Hooks
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    summary: str  # what the stage does, one line
+    inputs: tuple[Path, ...] = ()
+    outputs: tuple[Path, ...] = ()
+    commands: tuple[tuple[str, ...], ...] = ()  # external commands, run in order after `work`
+    work: Callable[[RunContext], None] | None = None  # in-process part
+    renames: tuple[tuple[Path, Path], ...] = ()  # (partial, final) after the commands succeed
+    ckpt_dir: Path | None = None  # OpenRLHF checkpoints, kept for resume only while `key` is unchanged
+    settings: Any = None  # what decides the result besides inputs and commands
+    unneeded: str | None = None  # why `--stage all` leaves it out (e.g. a model given in the config)
+    hooks: Hooks = field(default_factory=Hooks)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash({"settings": self.settings, "commands": [list(c) for c in self.commands]})
+
+    def command_lines(self) -> list[str]:
+        lines = [] if self.work is None else [f"(in-process) {self.summary}"]
+        return lines + [shlex.join(c) for c in self.commands]
+
+    def run(self, log_path: Path, fresh: bool = False) -> None:
+        key = config_hash([self.config_hash, {str(p): digest(p) for p in self.inputs}])
+        ctx = RunContext(self.name, log_path, key, fresh, self.hooks)
+        if self.ckpt_dir is not None:
+            _reset_stale(self.ckpt_dir, key, fresh)
+        for partial, _ in self.renames:  # a killed run's half-saved model; a resumed run saves it again
+            if partial.is_dir():
+                shutil.rmtree(partial)
+        if self.work is not None:
+            with _logging_to(log_path):
+                self.work(ctx)
+        on_line = None if self.hooks.on_line is None else (lambda line: self.hooks.on_line(self.name, line))
+        for command in self.commands:
+            launch.run_command(self.name, command, log_path, on_line=on_line)
+        for partial, final in self.renames:
+            _replace(partial, final)
+
+
+def _reset_stale(ckpt_dir: Path, key: str, fresh: bool) -> None:
+    """Drop checkpoints written for other settings or inputs (or all, when `fresh`)."""
+    marker = ckpt_dir / "tops-run-key"
+    if ckpt_dir.exists() and (fresh or not marker.exists() or marker.read_text().strip() != key):
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key + "\n")
+
+
+def _replace(partial: Path, final: Path) -> None:
+    if not partial.exists():
+        raise FileNotFoundError(f"{partial} was not written")
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+@contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """Send library log records (warnings about skipped rows, torn lines…) to the stage log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared pieces of work
+# --------------------------------------------------------------------------------------------------
+
+
+def read_problems(recipe: Recipe, sets: Sequence[ProblemSet]) -> list[dict]:
+    """The problems of `sets`, each file cut to its `limit`; a bad row names its file and line."""
+    rows: list[dict] = []
+    for problems in sets:
+        path = recipe.data_path(problems)
+        stop = None if problems.limit is None else problems.skip + problems.limit
+        rows.extend(itertools.islice(read_jsonl(path, require=("id", "problem", "answer")), problems.skip, stop))
+    return rows
+
+
+def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[ProblemSet],
+             efforts: Sequence[str | None], n_samples: int, out: Path) -> None:
+    """Generate every (problem, effort, sample) into `out`, resuming a `*.partial` file of the same work."""
+    from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend
+
+    g = recipe.generation
+    sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=g.seed)
+    problems = read_problems(recipe, sets)
+    requests = [GenerationRequest(p, effort, n_samples, sampling) for p in problems for effort in efforts]
+    partial = out.with_name(f"{out.name}.{ctx.key[:12]}.partial")
+    if ctx.fresh:
+        partial.unlink(missing_ok=True)
+    log.info("generating %d requests x %d samples with %s:%s -> %s", len(requests), n_samples, g.backend,
+             model, partial)
+    backend = load_backend(g.backend, model, **g.options)
+    try:
+        progress = None if ctx.hooks.progress is None else (lambda event: ctx.hooks.progress(ctx.stage, event))
+        summary = generate_to_file(backend, requests, partial, progress=progress)
+    finally:
+        backend.close()
+    for pid, reason in summary.bad:
+        log.warning("problem %r not generated: %s", pid, reason)
+    if not summary.complete:
+        raise RuntimeError(f"{summary.planned - summary.records} of {summary.planned} samples were not "
+                           f"generated (kept in {partial}); rerun the stage to fill them in")
+    log.info("generated %d records (%d already there), %.1f%% truncated", summary.records, summary.skipped,
+             100 * summary.truncated_share)
+    for stale in out.parent.glob(f"{out.name}.*.partial"):  # other settings' leftovers
+        if stale != partial:
+            stale.unlink()
+    os.replace(partial, out)
+
+
+def judge(recipe: Recipe, src: Path, dst: Path) -> None:
+    """Every record of `src` with verdict fields added, in order, written atomically to `dst`."""
+    from tops_plugin.selection import fill_verdicts
+    from tops_plugin.verifier import Verifier
+
+    with Verifier(workers=recipe.verifier.workers, timeout=recipe.verifier.timeout) as verifier:
+        rows = read_jsonl(src, require=("id", "response"))
+        count = write_jsonl(dst, fill_verdicts(rows, verifier))
+    log.info("judged %d records -> %s", count, dst)
+
+
+def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, extra_rows: Sequence[dict] = (),
+              inputs: Sequence[Path] = ()) -> dict:
+    """Run one selection mode over judged records and write the OpenRLHF dataset (with its sidecar)."""
+    from tops_plugin.openrlhf import write_dataset
+    from tops_plugin.selection import SelectionConfig, read_records, select
+
+    config = SelectionConfig(mode=mode, seed=recipe.selection.seed, tokenizer=recipe.models.tokenizer,
+                             min_gap=recipe.curation.gap_tokens)
+    selection = select(read_records(src), config)
+    rows = list(selection.rows) + list(extra_rows)
+    stats = selection.stats.to_dict()
+    if extra_rows:
+        stats["seed"] = {**stats.get("seed", {}), "low_effort_rows_added": len(extra_rows)}
+    meta = write_dataset(dst, rows, mode=mode, inputs=[src, *inputs], tokenizer=recipe.models.tokenizer,
+                         stats=stats, config={"seed": recipe.selection.seed, "min_gap": recipe.curation.gap_tokens})
+    if not rows:
+        log.warning("%s selection of %s is empty: no problem had a usable response", mode, src)
+    log.info("%s: %d rows -> %s", mode, meta["rows"], dst)
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------
+# The stages: one planning function each
+# --------------------------------------------------------------------------------------------------
+
+
+def _gen_settings(recipe: Recipe, model: str, sets: Sequence[ProblemSet], efforts, n_samples: int) -> dict:
+    return {"model": model, "generation": to_dict(recipe.generation), "problems": to_dict(list(sets)),
+            "data_dir": recipe.data.dir, "efforts": list(efforts), "n_samples": n_samples}
+
+
+def _gen_summary(recipe: Recipe, model: str, sets, efforts, n_samples: int) -> str:
+    names = ", ".join(s.path + (f"[{s.skip}:{s.skip + s.limit}]" if s.limit else f"[{s.skip}:]" if s.skip else "")
+                      for s in sets)
+    effort_text = ",".join(e or "none" for e in efforts)
+    return (f"generate with {recipe.generation.backend}:{model}, efforts {effort_text}, {n_samples} sample(s) "
+            f"per problem, max_tokens {recipe.generation.max_tokens}, temperature "
+            f"{recipe.generation.temperature}, from {names}")
+
+
+def _gen_plan(name: str, recipe: Recipe, layout: Layout, hooks: Hooks, *, model: str, sets, efforts,
+              n_samples: int, out: Path, model_input: Path | None = None) -> StagePlan:
+    inputs = tuple(recipe.data_path(s) for s in sets) + ((model_input,) if model_input else ())
+    return StagePlan(
+        name=name,
+        summary=_gen_summary(recipe, model, sets, efforts, n_samples),
+        inputs=inputs,
+        outputs=(out,),
+        work=lambda ctx: generate(ctx, recipe, model=model, sets=sets, efforts=efforts, n_samples=n_samples,
+                                  out=out),
+        settings=_gen_settings(recipe, model, sets, efforts, n_samples),
+        hooks=hooks,
+    )
+
+
+def _tag_model(recipe: Recipe, layout: Layout) -> tuple[str, Path | None]:
+    """The tag model and, when this run trains it, its directory (an input to hash)."""
+    if recipe.models.tag:
+        return recipe.models.tag, None
+    return str(layout.model("tag")), layout.model("tag")
+
+
+def _tops_model(recipe: Recipe, layout: Layout) -> tuple[str, Path | None]:
+    if recipe.models.tops:
+        return recipe.models.tops, None
+    return str(layout.model("tops")), layout.model("tops")
+
+
+def plan_seed_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    return _gen_plan("seed-gen", recipe, layout, hooks, model=recipe.models.teacher, sets=(recipe.data.seed,),
+                     efforts=EFFORTS, n_samples=1, out=layout.data("seed", "generations.jsonl"))
+
+
+def plan_seed_curate(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    src, judged, out = (layout.data("seed", n) for n in ("generations.jsonl", "judged.jsonl", "sft.jsonl"))
+
+    def work(ctx: RunContext) -> None:
+        judge(recipe, src, judged)
+        select_to(recipe, "seed", judged, out)
+
+    return StagePlan(
+        name="seed-curate",
+        summary=f"judge {src.name}, keep problems correct under all efforts with gaps > "
+                f"{recipe.curation.gap_tokens} tokens, write tag-model SFT rows",
+        inputs=(src,), outputs=(judged, out), work=work, hooks=hooks,
+        settings={"curation": to_dict(recipe.curation), "tokenizer": recipe.models.tokenizer,
+                  "verifier_timeout": recipe.verifier.timeout},
+    )
+
+
+def _sft_plan(name: str, recipe: Recipe, layout: Layout, hooks: Hooks, *, model: str, dataset: Path,
+              run, out_name: str, extra_inputs: tuple[Path, ...] = (), unneeded: str | None = None) -> StagePlan:
+    final = layout.model(out_name)
+    partial = final.with_name(final.name + ".partial")
+    command = launch.sft_command(recipe.cluster, recipe.training.common, run, model=model, dataset=dataset,
+                                 output_dir=partial, ckpt_path=layout.ckpt(name))
+    return StagePlan(
+        name=name, summary=f"OpenRLHF SFT of {model} on {dataset.name}", inputs=(dataset, *extra_inputs),
+        outputs=(final,), commands=(tuple(command),), renames=((partial, final),), ckpt_dir=layout.ckpt(name),
+        unneeded=unneeded, hooks=hooks,
+    )
+
+
+def plan_tag_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    unneeded = f"models.tag is set ({recipe.models.tag}): no tag model to train" if recipe.models.tag else None
+    return _sft_plan("tag-sft", recipe, layout, hooks, model=recipe.models.base,
+                     dataset=layout.data("seed", "sft.jsonl"), run=recipe.training.tag_sft, out_name="tag",
+                     unneeded=unneeded)
+
+
+def plan_effort_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    model, model_dir = _tag_model(recipe, layout)
+    return _gen_plan("effort-gen", recipe, layout, hooks, model=model, sets=(recipe.data.effort,),
+                     efforts=EFFORTS, n_samples=1, out=layout.data("effort", "generations.jsonl"),
+                     model_input=model_dir)
+
+
+def _judge_plan(name: str, recipe: Recipe, hooks: Hooks, src: Path, dst: Path) -> StagePlan:
+    return StagePlan(
+        name=name, summary=f"judge {src} with the verifier ({recipe.verifier.timeout:g} s per item)",
+        inputs=(src,), outputs=(dst,), work=lambda ctx: judge(recipe, src, dst), hooks=hooks,
+        settings={"verifier_timeout": recipe.verifier.timeout},
+    )
+
+
+def plan_judge(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    return _judge_plan("judge", recipe, hooks, layout.data("effort", "generations.jsonl"),
+                       layout.data("effort", "judged.jsonl"))
+
+
+def plan_select(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    judged = layout.data("effort", "judged.jsonl")
+    seed = layout.data("seed", "sft.jsonl")
+    modes = ("shortest", "random") if recipe.selection.random else ("shortest",)
+    outs = tuple(layout.data("select", f"{mode}.jsonl") for mode in modes)
+    add_seed = recipe.selection.add_seed_low
+
+    def work(ctx: RunContext) -> None:
+        extra = list(low_effort_seed_rows(seed)) if add_seed else []
+        for mode, out in zip(modes, outs):
+            select_to(recipe, mode, judged, out, extra_rows=extra, inputs=[seed] if add_seed else [])
+
+    return StagePlan(
+        name="select",
+        summary=f"select per problem: {' and '.join(modes)} correct response"
+                + (" + the low-effort seed responses" if add_seed else ""),
+        inputs=(judged, seed) if add_seed else (judged,), outputs=outs, work=work, hooks=hooks,
+        settings={"selection": to_dict(recipe.selection), "tokenizer": recipe.models.tokenizer},
+    )
+
+
+def plan_tops_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    unneeded = f"models.tops is set ({recipe.models.tops}): no TOPS model to train" if recipe.models.tops else None
+    return _sft_plan("tops-sft", recipe, layout, hooks, model=recipe.models.base,
+                     dataset=layout.data("select", "shortest.jsonl"), run=recipe.training.tops_sft,
+                     out_name="tops", unneeded=unneeded)
+
+
+def plan_random_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    unneeded = None if recipe.selection.random else "selection.random is false: no Random baseline"
+    return _sft_plan("random-sft", recipe, layout, hooks, model=recipe.models.base,
+                     dataset=layout.data("select", "random.jsonl"), run=recipe.training.tops_sft,
+                     out_name="random", unneeded=unneeded)
+
+
+def plan_iter_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    model, model_dir = _tops_model(recipe, layout)
+    plan = _gen_plan("iter-gen", recipe, layout, hooks, model=model, sets=recipe.data.iteration, efforts=(None,),
+                     n_samples=recipe.iteration.samples, out=layout.data("iter", "generations.jsonl"),
+                     model_input=model_dir)
+    if not recipe.data.iteration:
+        return dataclasses.replace(plan, unneeded="data.iteration lists no problem files")
+    return plan
+
+
+def plan_iter_judge(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    return _judge_plan("iter-judge", recipe, hooks, layout.data("iter", "generations.jsonl"),
+                       layout.data("iter", "judged.jsonl"))
+
+
+def plan_iter_select(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    judged = layout.data("iter", "judged.jsonl")
+    modes = tuple(f"iter-{m}" for m in recipe.iteration.methods)
+    outs = tuple(layout.data("iter", f"{m.removeprefix('iter-')}.jsonl") for m in modes)
+
+    def work(ctx: RunContext) -> None:
+        for mode, out in zip(modes, outs):
+            select_to(recipe, mode, judged, out)
+
+    return StagePlan(
+        name="iter-select", summary=f"select {' and '.join(modes)} data from the TOPS model's samples",
+        inputs=(judged,), outputs=outs, work=work, hooks=hooks,
+        settings={"selection": to_dict(recipe.selection), "tokenizer": recipe.models.tokenizer},
+    )
+
+
+def plan_iter_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    model, model_dir = _tops_model(recipe, layout)
+    unneeded = None if "sft" in recipe.iteration.methods else "iteration.methods leaves out sft"
+    return _sft_plan("iter-sft", recipe, layout, hooks, model=model, dataset=layout.data("iter", "sft.jsonl"),
+                     run=recipe.training.iter_sft, out_name="iter-sft",
+                     extra_inputs=(model_dir,) if model_dir else (), unneeded=unneeded)
+
+
+def plan_iter_dpo(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    model, model_dir = _tops_model(recipe, layout)
+    dataset = layout.data("iter", "dpo.jsonl")
+    final = layout.model("iter-dpo")
+    partial = final.with_name(final.name + ".partial")
+    command = launch.dpo_command(recipe.cluster, recipe.training.common, recipe.training.iter_dpo, model=model,
+                                 reference=model, dataset=dataset, output_dir=partial,
+                                 ckpt_path=layout.ckpt("iter-dpo"))
+    return StagePlan(
+        name="iter-dpo", summary=f"OpenRLHF DPO of {model} (reference: itself) on {dataset.name}",
+        inputs=(dataset, *((model_dir,) if model_dir else ())), outputs=(final,), commands=(tuple(command),),
+        renames=((partial, final),), ckpt_dir=layout.ckpt("iter-dpo"), hooks=hooks,
+        unneeded=None if "dpo" in recipe.iteration.methods else "iteration.methods leaves out dpo",
+    )
+
+
+def _eval_model(recipe: Recipe, layout: Layout, name: str) -> tuple[str, Path | None]:
+    """A name in `eval.models`: base, teacher, tag, tops, random, iter-sft, iter-dpo, rl — or a path."""
+    if name == "base":
+        return recipe.models.base, None
+    if name == "teacher":
+        return recipe.models.teacher, None
+    if name == "tag":
+        return _tag_model(recipe, layout)
+    if name == "tops":
+        return _tops_model(recipe, layout)
+    if name in ("random", "iter-sft", "iter-dpo", "rl"):
+        return str(layout.model(name)), layout.model(name)
+    return name, None
+
+
+def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    commands, inputs, outputs = [], [], []
+    for name in recipe.eval.models:
+        model, model_dir = _eval_model(recipe, layout, name)
+        out_dir = layout.data("eval", Path(name).name)
+        commands.append(tuple(launch.eval_command(recipe.eval, model=model, out_dir=out_dir,
+                                                  data_dir=recipe.data.dir)))
+        inputs += [model_dir] if model_dir else []
+        outputs.append(out_dir / "summary.json")
+    return StagePlan(
+        name="eval", summary=f"evaluate {', '.join(recipe.eval.models)} on {', '.join(recipe.eval.benchmarks)}",
+        inputs=tuple(inputs), outputs=tuple(outputs), commands=tuple(commands), hooks=hooks,
+    )
+
+
+def write_rl_prompts(recipe: Recipe, out: Path) -> None:
+    """RL prompts: the generation stage's own messages (boxed-answer instruction) and the gold answer."""
+    from tops_plugin.generation import build_messages
+
+    rows = ({"id": p["id"], "prompt": build_messages(str(p["problem"]), None), "label": str(p["answer"])}
+            for p in read_problems(recipe, recipe.rl.prompts))
+    log.info("wrote %d RL prompts -> %s", write_jsonl(out, rows), out)
+
+
+def plan_rl_data(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    out = layout.data("rl", "prompts.jsonl")
+    return StagePlan(
+        name="rl-data", summary="write RL prompts (chat messages + gold answer label)",
+        inputs=tuple(recipe.data_path(s) for s in recipe.rl.prompts), outputs=(out,),
+        work=lambda ctx: write_rl_prompts(recipe, out), hooks=hooks,
+        settings={"prompts": to_dict(list(recipe.rl.prompts)), "data_dir": recipe.data.dir},
+    )
+
+
+def plan_rl(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    from tops_plugin.reward import reward_func_path
+
+    if recipe.rl.model:
+        model, model_dir = recipe.rl.model, None
+    else:
+        model, model_dir = _tops_model(recipe, layout)
+    prompts = layout.data("rl", "prompts.jsonl")
+    final = layout.model("rl")
+    partial = final.with_name(final.name + ".partial")
+    reward = recipe.rl.reward_url or str(reward_func_path())
+    command = launch.ppo_command(recipe.cluster, recipe.training.common, recipe.rl, model=model, prompts=prompts,
+                                 output_dir=partial, ckpt_path=layout.ckpt("rl"), reward_url=reward)
+    return StagePlan(
+        name="rl", summary=f"OpenRLHF {recipe.rl.estimator} RL of {model} with reward {reward}",
+        inputs=(prompts, *((model_dir,) if model_dir else ())), outputs=(final,), commands=(tuple(command),),
+        renames=((partial, final),), ckpt_dir=layout.ckpt("rl"), hooks=hooks,
+    )
+
+
+PLANNERS: dict[str, Callable[[Recipe, Layout, Hooks], StagePlan]] = {
+    "seed-gen": plan_seed_gen,
+    "seed-curate": plan_seed_curate,
+    "tag-sft": plan_tag_sft,
+    "effort-gen": plan_effort_gen,
+    "judge": plan_judge,
+    "select": plan_select,
+    "tops-sft": plan_tops_sft,
+    "random-sft": plan_random_sft,
+    "iter-gen": plan_iter_gen,
+    "iter-judge": plan_iter_judge,
+    "iter-select": plan_iter_select,
+    "iter-sft": plan_iter_sft,
+    "iter-dpo": plan_iter_dpo,
+    "eval": plan_eval,
+    "rl-data": plan_rl_data,
+    "rl": plan_rl,
+}
+assert tuple(PLANNERS) == STAGE_NAMES, "the planner registry must follow recipes.config.STAGE_NAMES"
+
+
+def plan_stage(name: str, recipe: Recipe, hooks: Hooks | None = None) -> StagePlan:
+    if name not in PLANNERS:
+        raise KeyError(f"unknown stage {name!r} (stages: {', '.join(STAGE_NAMES)})")
+    # Absolute paths: commands run on other nodes and in Ray jobs, whose working directory differs.
+    return PLANNERS[name](recipe, Layout(Path(recipe.run_dir).resolve()), hooks or Hooks())
+
+
+def plan_all(recipe: Recipe, names: Sequence[str], hooks: Hooks | None = None) -> list[StagePlan]:
+    """Plans for `names`, in pipeline order."""
+    return [plan_stage(n, recipe, hooks) for n in STAGE_NAMES if n in names]

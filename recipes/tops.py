@@ -1,0 +1,180 @@
+"""`python -m recipes.tops --config FILE [--stage NAME|all] [--dry-run] [--force STAGE] [--run-dir DIR]`
+
+Runs the TOPS pipeline stage by stage (see `recipes.stages`), skipping stages whose inputs and
+settings are unchanged since they last finished. This module only parses arguments, shows progress and
+prints; planning and running are in `recipes.stages` and `recipes.manifest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from recipes.config import STAGE_NAMES, ConfigError, Recipe, load_config
+from recipes.manifest import Manifest, RunDirBusy, StageFailed, digest, execute, run_lock
+from recipes.stages import Hooks, StagePlan, plan_all
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m recipes.tops",
+        description="Run the Thinking-Optimal Scaling pipeline as resumable stages that launch OpenRLHF.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="recipe YAML (see recipes/configs/)")
+    parser.add_argument("--stage", default="all",
+                        help=f"'all' (the config's pipeline.stages) or comma-separated names: {', '.join(STAGE_NAMES)}")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every command and the files each stage would write; run nothing")
+    parser.add_argument("--force", action="append", default=[], metavar="STAGE",
+                        help="rerun this stage even if it is up to date (repeatable)")
+    parser.add_argument("--run-dir", type=Path, help="override the config's run_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set generation.max_tokens=64 (YAML value)")
+    return parser
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", item, "expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def choose_stages(recipe: Recipe, stage_arg: str) -> tuple[list[str], bool]:
+    """(stage names, whether 'all' was asked)."""
+    if stage_arg == "all":
+        return list(recipe.pipeline.stages), True
+    names = [n.strip() for n in stage_arg.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError("--stage", unknown[0], f"unknown stage (stages: {', '.join(STAGE_NAMES)})")
+    return names, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False, soft_wrap=True)  # commands stay on one line, copy-pasteable
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        overrides = parse_overrides(args.set)
+        if args.run_dir is not None:
+            overrides["run_dir"] = str(args.run_dir)
+        recipe = load_config(args.config, overrides)
+        names, everything = choose_stages(recipe, args.stage)
+        unknown_force = [n for n in args.force if n not in STAGE_NAMES]
+        if unknown_force:
+            raise ConfigError("--force", unknown_force[0], f"unknown stage (stages: {', '.join(STAGE_NAMES)})")
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {escape(str(exc))}")
+        return 2
+
+    # Library warnings (skipped rows, empty selections) reach the terminal; every record goes to the stage log.
+    handler = RichHandler(console=err, level=logging.WARNING, show_time=False, show_path=False)
+    logging.getLogger().addHandler(handler)
+    try:
+        if args.dry_run:
+            return _run(args, recipe, names, everything, console, err)
+        with run_lock(recipe.run_dir):
+            return _run(args, recipe, names, everything, console, err)
+    except RunDirBusy as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 2
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def _run(args: argparse.Namespace, recipe: Recipe, names: list[str], everything: bool, console: Console,
+         err: Console) -> int:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, transient=False) as progress:
+        hooks = Hooks(progress=_progress_hook(progress),
+                      on_line=lambda stage, line: progress.console.print(f"[dim]{stage}|[/dim] {escape(line)}"))
+        plans = plan_all(recipe, names, hooks)
+        try:
+            manifest = Manifest(recipe.run_dir)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            return 2
+        console.print(f"run directory: {recipe.run_dir}   config: {args.config}")
+        results: list[tuple[StagePlan, str]] = []
+        for plan in plans:
+            if everything and plan.unneeded and plan.name not in recipe.pipeline.print_only:
+                console.print(f"[dim]- {plan.name}: left out ({escape(plan.unneeded)})[/dim]")
+                continue
+            if args.dry_run or (everything and plan.name in recipe.pipeline.print_only):
+                describe(console, plan, manifest, force=plan.name in args.force,
+                         label="dry run" if args.dry_run else "print only")
+                results.append((plan, "printed"))
+                continue
+            try:
+                outcome = execute(plan, manifest, force=plan.name in args.force,
+                                  on_start=lambda p, why: console.print(
+                                      f"[bold]> {p.name}[/bold] ({escape(why)}): {escape(p.summary)}"))
+            except StageFailed as exc:
+                err.print(f"[red]{escape(str(exc))}[/red]")
+                return 1
+            if outcome.ran:
+                console.print(f"[green]done[/green] {plan.name} in {outcome.seconds:.1f} s")
+                results.append((plan, "done"))
+            else:
+                console.print(f"[dim]= {plan.name}: up to date (skipped)[/dim]")
+                results.append((plan, "up to date"))
+    if not args.dry_run:
+        print_outputs(console, results)
+    return 0
+
+
+def _progress_hook(progress: Progress):
+    tasks: dict[str, int] = {}
+
+    def hook(stage: str, event) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(f"{stage}", total=event.total or None, tps="")
+        task = tasks[stage]
+        elapsed = progress.tasks[task].elapsed or 0.0
+        tps = f"{event.gen_tokens / elapsed:,.0f} tok/s" if elapsed > 0 and event.gen_tokens else ""
+        progress.update(task, completed=event.done, total=event.total or None, tps=tps)
+
+    return hook
+
+
+def describe(console: Console, plan: StagePlan, manifest: Manifest, *, force: bool, label: str) -> None:
+    """A stage as --dry-run shows it: would it run and why, its commands, the files it writes."""
+    inputs = {str(p): digest(p) for p in plan.inputs}
+    current, why = manifest.check(plan.name, plan.config_hash, inputs, [str(p) for p in plan.outputs])
+    status = "would skip (up to date)" if current and not force else f"would run ({'forced' if force else why})"
+    console.print(f"[bold]{plan.name}[/bold] {escape(f'[{label}]')} {status}")
+    if plan.unneeded:
+        console.print(f"  [dim]note: {escape(plan.unneeded)}[/dim]")
+    for line in plan.command_lines():
+        console.print(f"  $ {escape(line)}", soft_wrap=True)
+    for path in plan.inputs:
+        console.print(f"  reads:  {escape(str(path))}")
+    for path in plan.outputs:
+        console.print(f"  writes: {escape(str(path))}")
+
+
+def print_outputs(console: Console, results: list[tuple[StagePlan, str]]) -> None:
+    if not results:
+        return
+    console.print("\n[bold]outputs[/bold]")
+    for plan, status in results:
+        for path in plan.outputs:
+            mark = "" if Path(path).exists() else "  (not written)"
+            console.print(f"  {plan.name:<12} {status:<11} {escape(str(path))}{mark}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
