@@ -1,0 +1,496 @@
+"""One evaluation run: problems -> generations -> judged samples -> summary, report and plots.
+
+The run directory is the only state, so a killed run is finished by rerunning the same command:
+
+    DIR/config.json             what defines the samples (model, decoding, prompts, data hashes)
+    DIR/generations/BENCH.jsonl generation records, appended as they complete (model backends)
+    DIR/samples.jsonl           judged samples: generation record + verdict + `benchmark` (appended)
+    DIR/summary.json, DIR/report.md, DIR/*.png   rebuilt from samples.jsonl at the end of every run
+
+A rerun generates only the missing (id, effort, sample) triples and judges only rows not yet in
+samples.jsonl. A setting that would mix incompatible samples (another model, temperature, seed, token
+budget, prompt text, tokenizer or data file) is refused with the key that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evals.benchmarks import BenchmarkData, load_benchmarks, sha256_file
+from evals.metrics import summarize, usage_tokens
+from tops_plugin.efforts import EFFORTS
+from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, read_jsonl, repair_tail
+
+__all__ = [
+    "ConfigMismatch",
+    "DEFAULT_EFFORT",
+    "EvalConfig",
+    "MODEL_BACKENDS",
+    "run_eval",
+]
+
+MODEL_BACKENDS: tuple[str, ...] = ("vllm", "hf", "openai")
+DEFAULT_EFFORT = "default"  # the results key of samples made without an effort prompt
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+# Keys of config.json that, when they differ, mean the samples on disk are not the ones asked for.
+IDENTITY_KEYS: tuple[str, ...] = (
+    "model", "backend", "temperature", "top_p", "max_tokens", "seed", "tokenizer", "responses",
+)
+
+Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
+
+
+class ConfigMismatch(ValueError):
+    """The run directory holds samples made with another setting."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything one `python -m evals.run` command asks for."""
+
+    model: str
+    backend: str
+    benchmarks: tuple[str, ...]
+    out: str
+    n_samples: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    max_tokens: int = 16384
+    efforts: tuple[str | None, ...] | None = None  # None: no effort prompt (models) / as in file (responses)
+    limit: int | None = None
+    data_dir: str | None = None
+    responses: str | None = None
+    tokenizer: str | None = None
+    workers: int | None = None
+    timeout: float = 5.0
+    greedy: bool = False
+    backend_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.backend not in (*MODEL_BACKENDS, "responses"):
+            raise ValueError(f"unknown backend {self.backend!r} (vllm, hf, openai or responses)")
+        if self.backend == "responses" and not self.responses:
+            raise ValueError("--backend responses needs --responses FILE")
+        if self.backend != "responses" and self.responses:
+            raise ValueError("--responses FILE only goes with --backend responses")
+        if self.greedy:
+            if self.n_samples != 1 or self.temperature not in (0, 0.0):
+                raise ValueError("greedy decoding means temperature 0 and one sample per problem")
+        if self.n_samples < 1:
+            raise ValueError(f"--n-samples must be >= 1, got {self.n_samples}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        for effort in self.efforts or ():
+            if effort is not None and effort not in EFFORTS:
+                raise ValueError(f"unknown effort {effort!r} (expected {', '.join(EFFORTS)} or {DEFAULT_EFFORT})")
+        if not self.benchmarks:
+            raise ValueError("no benchmarks given")
+
+    @property
+    def generation_efforts(self) -> tuple[str | None, ...]:
+        return self.efforts if self.efforts else (None,)
+
+    def to_json(self) -> dict:
+        """All settings, with secrets in backend options masked (summary.json is shared)."""
+        data = asdict(self)
+        data["benchmarks"] = list(self.benchmarks)
+        data["efforts"] = None if self.efforts is None else [effort_label(e) for e in self.efforts]
+        data["backend_options"] = {
+            key: "***" if any(hint in key.lower() for hint in _SECRET_HINTS) else value
+            for key, value in self.backend_options
+        }
+        return data
+
+
+def effort_label(effort: str | None) -> str:
+    return DEFAULT_EFFORT if effort is None else effort
+
+
+# ------------------------------------------------------------------------------------------------ identity
+
+
+def _prompt_hashes(efforts: Iterable[str | None]) -> dict[str, str]:
+    """sha256 of the messages each effort sends (system prompt + instruction), per effort label."""
+    from tops_plugin.generation import build_messages
+
+    return {
+        effort_label(effort): hashlib.sha256(
+            json.dumps(build_messages("{problem}", effort), sort_keys=True).encode()
+        ).hexdigest()
+        for effort in efforts
+    }
+
+
+def sample_identity(config: EvalConfig, data: list[BenchmarkData]) -> dict:
+    """What config.json records: the settings that define the samples, prompt and data hashes."""
+    identity: dict[str, Any] = {key: getattr(config, key) for key in IDENTITY_KEYS}
+    if config.backend == "responses":
+        for key in ("temperature", "top_p", "max_tokens", "seed"):
+            identity.pop(key)
+        identity["responses"] = str(Path(config.responses).resolve())
+    else:
+        identity.pop("responses")
+        identity["prompts"] = _prompt_hashes(config.generation_efforts)
+    identity["data"] = {item.name: item.sha256 for item in data}
+    return identity
+
+
+def _has_samples(out: Path) -> bool:
+    files = [out / "samples.jsonl", *sorted((out / "generations").glob("*.jsonl"))]
+    return any(path.is_file() and path.stat().st_size > 0 for path in files)
+
+
+def check_identity(path: Path, identity: dict) -> dict:
+    """Refuse when the directory's recorded identity differs from this run's; return the merged record.
+
+    Prompts and data are compared per effort / benchmark present in both, so adding an effort or a
+    benchmark to an existing run directory is allowed. A directory without samples yet (a run that
+    failed before producing any) takes the new identity.
+    """
+    if not path.exists() or not _has_samples(path.parent):
+        return identity
+    try:
+        recorded = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigMismatch(f"{path}: unreadable ({exc}); remove it or use another --out") from exc
+    for key, value in identity.items():
+        if key in ("prompts", "data"):
+            old = recorded.get(key) or {}
+            for name, digest in value.items():
+                if name in old and old[name] != digest:
+                    what = "prompt text for effort" if key == "prompts" else "data file of benchmark"
+                    raise ConfigMismatch(
+                        f"{path.parent}: the {what} {name!r} differs from the one its samples were made with "
+                        f"({key}.{name}: {old[name][:12]} on disk, {digest[:12]} now); use another --out"
+                    )
+        elif key in recorded and recorded[key] != value:
+            raise ConfigMismatch(
+                f"{path.parent}: holds samples made with {key}={recorded[key]!r}, but this run asks for "
+                f"{key}={value!r}; rerun with the same setting or use another --out"
+            )
+    merged = dict(recorded)
+    for key, value in identity.items():
+        merged[key] = {**(recorded.get(key) or {}), **value} if key in ("prompts", "data") else value
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+def build_requests(config: EvalConfig, data: BenchmarkData) -> list:
+    """One request per (problem, effort, sample i), sample i seeded with `seed + i`."""
+    from tops_plugin.generation import GenerationRequest, SamplingParams
+
+    requests = []
+    for index in range(config.n_samples):
+        sampling = SamplingParams(
+            temperature=0.0 if config.greedy else config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_tokens,
+            seed=config.seed + index,
+        )
+        for problem in data.problems:
+            for effort in config.generation_efforts:
+                requests.append(
+                    GenerationRequest(problem, effort, n_samples=config.n_samples, sampling=sampling, samples=(index,))
+                )
+    return requests
+
+
+def generate(config: EvalConfig, data: list[BenchmarkData], out: Path, progress: Progress | None) -> dict:
+    """Generate what each benchmark's generation file lacks; returns per-benchmark counts."""
+    from tops_plugin.generation import generate_to_file, load_backend
+
+    backend = load_backend(config.backend, config.model, **dict(config.backend_options))
+    stats = {}
+    try:
+        for item in data:
+            stage = f"generate {item.name}"
+
+            def report(event, stage=stage) -> None:
+                if progress is not None:
+                    progress(stage, event.done, event.total)
+
+            result = generate_to_file(backend, build_requests(config, item), out / "generations" / f"{item.name}.jsonl", report)
+            stats[item.name] = {
+                "generated": result.records,
+                "already_done": result.skipped,
+                "planned": result.planned,
+                "failed": [list(map(str, bad)) for bad in result.bad],
+                "elapsed_s": result.elapsed_s,
+                "gen_tokens_per_s": result.gen_tokens_per_s,
+            }
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+    return stats
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+
+SampleKey = tuple[str, str, str | None, int]  # (benchmark, id, effort, sample)
+
+
+def _key(row: dict) -> SampleKey:
+    return str(row["benchmark"]), str(row["id"]), row.get("effort"), int(row.get("sample", 0))
+
+
+def judged_keys(samples_path: Path) -> set[SampleKey]:
+    """Keys already in samples.jsonl (after cutting a torn last line)."""
+    if not samples_path.exists():
+        return set()
+    repair_tail(samples_path)
+    return {_key(row) for row in read_jsonl(samples_path, require=("benchmark", "id"))}
+
+
+def generation_rows(config: EvalConfig, data: list[BenchmarkData], out: Path, done: set[SampleKey]) -> Iterator[dict]:
+    """Generation records in scope (problems after --limit, efforts, samples < K) not yet judged."""
+    efforts = set(config.generation_efforts)
+    for item in data:
+        path = out / "generations" / f"{item.name}.jsonl"
+        if not path.exists():
+            continue
+        golds = {str(problem["id"]): problem for problem in item.problems}
+        for row in read_jsonl(path, require=("id", "response")):
+            problem = golds.get(str(row["id"]))
+            if problem is None or row.get("effort") not in efforts or int(row.get("sample", 0)) >= config.n_samples:
+                continue
+            row["benchmark"] = item.name
+            if _key(row) in done:
+                continue
+            done.add(_key(row))
+            row["answer"] = problem["answer"]
+            yield row
+
+
+def _matched_responses(
+    config: EvalConfig, data: list[BenchmarkData], stats: Counter
+) -> Iterator[tuple[dict, BenchmarkData, dict]]:
+    """Validated rows of the --responses file with their benchmark and problem, in file order.
+
+    Raises `JsonlError` (file and line) for an unknown or ambiguous id, an unknown effort, a non-string
+    response or a bad `sample`. `sample` defaults to the row's rank among rows of the same problem and
+    effort. Ids beyond --limit and efforts not asked for are counted in `stats` and skipped.
+    """
+    path = config.responses
+    by_id: dict[str, list[tuple[BenchmarkData, dict | None]]] = defaultdict(list)
+    for item in data:
+        kept = {str(problem["id"]) for problem in item.problems}
+        for problem in item.problems:
+            by_id[str(problem["id"])].append((item, problem))
+        for pid in item.all_ids - kept:  # ids beyond --limit are known but not scored
+            by_id[pid].append((item, None))
+    wanted = None if config.efforts is None else set(config.efforts)
+    rank: Counter = Counter()
+    names = ", ".join(item.name for item in data)
+    for number, row in enumerate(read_jsonl(path, require=("id", "response")), start=1):
+        pid = str(row["id"])
+        matches = by_id.get(pid)
+        if row.get("benchmark") is not None and matches:
+            matches = [match for match in matches if match[0].name == row["benchmark"]]
+        if not matches:
+            raise JsonlError(path, number, f"unknown problem id {pid!r} (not in benchmark(s) {names})")
+        if len(matches) > 1:
+            raise JsonlError(path, number, f"problem id {pid!r} is in several benchmarks; add a 'benchmark' key")
+        item, problem = matches[0]
+        effort = row.get("effort")
+        if effort is not None and effort not in EFFORTS:
+            raise JsonlError(path, number, f"unknown effort {effort!r} (expected {', '.join(EFFORTS)} or null)")
+        if not isinstance(row["response"], str):
+            raise JsonlError(path, number, f"'response' must be a string, got {type(row['response']).__name__}")
+        sample = row.get("sample")
+        if sample is None:
+            sample = rank[(item.name, pid, effort)]
+        elif isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+            raise JsonlError(path, number, f"'sample' must be an integer >= 0, got {sample!r}")
+        rank[(item.name, pid, effort)] += 1
+        if problem is None:
+            stats["beyond_limit"] += 1
+            continue
+        if wanted is not None and effort not in wanted:
+            stats["other_effort"] += 1
+            continue
+        row.update(benchmark=item.name, id=problem["id"], effort=effort, sample=sample, answer=problem["answer"])
+        yield row, item, problem
+
+
+def response_rows(
+    config: EvalConfig, data: list[BenchmarkData], done: set[SampleKey], stats: Counter
+) -> Iterator[dict]:
+    """Rows of the --responses file not yet judged, matched to their problems by id.
+
+    The whole file is validated first (a streaming pass), so a bad line stops the run before any work
+    starts. A row whose (benchmark, id, effort, sample) was seen before counts as a duplicate.
+    """
+    for _ in _matched_responses(config, data, Counter()):
+        pass
+    seen: set[SampleKey] = set()
+    for row, _item, problem in _matched_responses(config, data, stats):
+        key = _key(row)
+        if key in seen:
+            stats["duplicates"] += 1
+            continue
+        seen.add(key)
+        if key in done:
+            stats["already_judged"] += 1
+            continue
+        row.setdefault("problem", problem["problem"])
+        if problem.get("level") is not None:
+            row.setdefault("level", problem["level"])
+        yield row
+
+
+def judge_rows(
+    rows: Iterable[dict], samples_path: Path, config: EvalConfig, progress: Progress | None, batch: int = 512
+) -> int:
+    """Count tokens, judge, and append to samples.jsonl.
+
+    Rows from a --responses file are always recounted (their `tokens`, if any, may come from another
+    tokenizer); generation records keep the Qwen2.5 count the backend wrote, unless --tokenizer is set.
+    """
+    from tops_plugin.tokens import load_tokenizer, with_token_counts
+    from tops_plugin.verifier import Verifier
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    counted = with_token_counts(rows, tokenizer=tokenizer, recount=config.tokenizer is not None or config.backend == "responses", batch_size=batch)
+    pending: deque[dict] = deque()
+
+    def items() -> Iterator[tuple[str, str, bool]]:
+        for row in counted:
+            pending.append(row)
+            yield row["response"], str(row["answer"]), row.get("finish_reason") == "length"
+
+    written = 0
+    with Verifier(workers=config.workers, timeout=config.timeout) as verifier, append_jsonl(samples_path) as write:
+        for verdict in verifier.check_many(items()):
+            row = pending.popleft()
+            row.update(verdict.fields())
+            write(row)
+            written += 1
+            if progress is not None and written % 64 == 0:
+                progress("judge", written, None)
+    if progress is not None:
+        progress("judge", written, written)
+    return written
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+_COMPACT = ("id", "sample", "correct", "verdict", "tokens", "finish_reason", "level")
+
+
+def collect(samples_path: Path, config: EvalConfig, data: list[BenchmarkData]) -> dict[str, dict[str, list[dict]]]:
+    """Judged rows in scope, reduced to what the metrics need, grouped by benchmark and effort label."""
+    scope = {item.name: {str(problem["id"]) for problem in item.problems} for item in data}
+    efforts = None
+    if config.backend != "responses":
+        efforts = set(config.generation_efforts)
+    elif config.efforts is not None:
+        efforts = set(config.efforts)
+    groups: dict[str, dict[str, list[dict]]] = {item.name: defaultdict(list) for item in data}
+    if not samples_path.exists():
+        return groups
+    for row in read_jsonl(samples_path, require=("benchmark", "id")):
+        bench = row["benchmark"]
+        if bench not in scope or str(row["id"]) not in scope[bench]:
+            continue
+        if efforts is not None and row.get("effort") not in efforts:
+            continue
+        if config.backend != "responses" and int(row.get("sample", 0)) >= config.n_samples:
+            continue
+        compact = {key: row.get(key) for key in _COMPACT}
+        compact["id"] = str(compact["id"])
+        compact["sample"] = int(compact["sample"] or 0)
+        compact["tokens"] = int(compact["tokens"] or 0)
+        pair = usage_tokens(row.get("usage"))
+        if pair is not None:
+            compact["usage"] = {"completion_tokens": pair[0], "reasoning_tokens": pair[1]}
+        groups[bench][effort_label(row.get("effort"))].append(compact)
+    return groups
+
+
+def build_summary(
+    config: EvalConfig, data: list[BenchmarkData], groups: dict[str, dict[str, list[dict]]], run: dict
+) -> dict:
+    """summary.json: results per benchmark x effort, the data used and the configuration."""
+    order = {label: rank for rank, label in enumerate((DEFAULT_EFFORT, *EFFORTS))}
+    results = {}
+    for item in data:
+        per_effort = groups.get(item.name, {})
+        results[item.name] = {
+            label: summarize(per_effort[label], n_problems_expected=len(item.problems))
+            for label in sorted(per_effort, key=lambda label: order.get(label, len(order)))
+            if per_effort[label]
+        }
+    return {
+        "schema_version": 1,
+        "model": config.model,
+        "backend": config.backend,
+        "results": results,
+        "data": {
+            item.name: {"path": item.path, "sha256": item.sha256, "n_problems": len(item.problems), "n_total": item.total}
+            for item in data
+        },
+        "config": config.to_json(),
+        "run": run,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------- run
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where the outputs went and the summary they hold."""
+
+    out: Path
+    summary: dict
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def run_eval(config: EvalConfig, progress: Progress | None = None) -> RunResult:
+    """Run (or finish) one evaluation and write samples, summary, report and plots into `config.out`."""
+    from evals.plots import write_plots
+    from evals.report import render_report
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_benchmarks(config.benchmarks, config.data_dir, config.limit)
+    identity_path = out / "config.json"
+    identity = check_identity(identity_path, sample_identity(config, data))
+    with atomic_writer(identity_path, "w") as handle:
+        json.dump(identity, handle, indent=2, sort_keys=True)
+
+    samples_path = out / "samples.jsonl"
+    run: dict[str, Any] = {}
+    if config.backend == "responses":
+        done = judged_keys(samples_path)
+        stats: Counter = Counter()
+        run["judged_now"] = judge_rows(response_rows(config, data, done, stats), samples_path, config, progress)
+        run["responses_file"] = {"path": config.responses, "sha256": sha256_file(config.responses), **stats}
+    else:
+        run["generation"] = generate(config, data, out, progress)
+        done = judged_keys(samples_path)
+        run["judged_now"] = judge_rows(generation_rows(config, data, out, done), samples_path, config, progress)
+
+    groups = collect(samples_path, config, data)
+    summary = build_summary(config, data, groups, run)
+    files = {"samples": str(samples_path), "summary": str(out / "summary.json"), "report": str(out / "report.md")}
+    files.update(write_plots(summary, groups, out))
+    summary["files"] = {name: os.path.relpath(path, out) for name, path in files.items()}
+    with atomic_writer(out / "summary.json", "w") as handle:
+        json.dump(summary, handle, indent=2)
+    with atomic_writer(out / "report.md", "w") as handle:
+        handle.write(render_report(summary))
+    return RunResult(out, summary, files)
+

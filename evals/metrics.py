@@ -1,0 +1,200 @@
+"""Scores of one benchmark x effort, as pure functions over judged response rows.
+
+A row here is a judged sample record (or any dict) with at least `id`, `sample`, `correct`, `verdict`,
+`tokens`; optional `finish_reason`, `level`, `usage`. Conventions, chosen once for every model:
+
+* accuracy over seeds: sample index i (seed S+i) gives one accuracy over the problems; the run reports the
+  mean of those per-seed accuracies and their **population** standard deviation (ddof=0, so one seed or
+  greedy decoding gives 0.0, not undefined);
+* pass@k: the unbiased estimator of Chen et al. (2021), averaged over problems, for k up to the fewest
+  samples any problem has;
+* tokens are the rows' `tokens` (Qwen2.5 tokens of the visible response); the o1 estimate adds the hidden
+  reasoning tokens of API models from their `usage` (DESIGN section 1.8).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+from tops_plugin.tokens import o1_hidden_tokens
+
+__all__ = [
+    "VERDICTS",
+    "accuracy_over_samples",
+    "by_level",
+    "default_ks",
+    "mean_pass_at_k",
+    "o1_estimate",
+    "pass_at_k",
+    "summarize",
+    "token_stats",
+    "usage_tokens",
+    "verdict_counts",
+]
+
+VERDICTS: tuple[str, ...] = ("correct", "wrong", "no_answer", "timeout", "error")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn from n (c correct) is correct: 1 - C(n-c,k)/C(n,k).
+
+    Computed as a running product, which stays exact enough for large n where the binomials overflow.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    miss = 1.0
+    for total in range(n - c + 1, n + 1):
+        miss *= 1.0 - k / total
+    return 1.0 - miss
+
+
+def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float:
+    """pass@k averaged over problems, each given as (samples, correct)."""
+    if not counts:
+        raise ValueError("pass@k over no problems")
+    return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
+
+
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n itself: the k values reported when every problem has n samples."""
+    ks, k = [], 1
+    while k <= n:
+        ks.append(k)
+        k *= 2
+    if n >= 1 and ks[-1] != n:
+        ks.append(n)
+    return ks
+
+
+def accuracy_over_samples(rows: Iterable[Mapping]) -> tuple[float, float, dict[int, float]]:
+    """(mean, population std, {sample index: accuracy}) over the per-sample-index accuracies."""
+    hits: dict[int, list[bool]] = defaultdict(list)
+    for row in rows:
+        hits[int(row["sample"])].append(bool(row["correct"]))
+    if not hits:
+        raise ValueError("accuracy over no responses")
+    per_sample = {index: sum(values) / len(values) for index, values in sorted(hits.items())}
+    values = list(per_sample.values())
+    return statistics.fmean(values), statistics.pstdev(values), per_sample
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def token_stats(rows: Sequence[Mapping]) -> dict:
+    """Mean/median tokens overall, of correct and of wrong responses, and the truncation share."""
+    tokens = [int(row["tokens"]) for row in rows]
+    truncated = sum(1 for row in rows if row.get("finish_reason") == "length")
+    return {
+        "tokens_mean": _mean(tokens),
+        "tokens_median": statistics.median(tokens) if tokens else None,
+        "tokens_max": max(tokens) if tokens else None,
+        "tokens_correct_mean": _mean([int(row["tokens"]) for row in rows if row["correct"]]),
+        "tokens_wrong_mean": _mean([int(row["tokens"]) for row in rows if not row["correct"]]),
+        "truncated": truncated,
+        "truncated_share": truncated / len(rows) if rows else None,
+    }
+
+
+def verdict_counts(rows: Iterable[Mapping]) -> dict[str, int]:
+    """Count of every verdict (all five keys present, zeros included)."""
+    counts = Counter(str(row.get("verdict")) for row in rows)
+    return {name: counts.get(name, 0) for name in VERDICTS} | {
+        name: count for name, count in counts.items() if name not in VERDICTS
+    }
+
+
+def by_level(rows: Iterable[Mapping]) -> dict[str, dict]:
+    """Accuracy and tokens per difficulty level (MATH500's 1-5, like the paper's Table 6)."""
+    groups: dict[str, list[Mapping]] = defaultdict(list)
+    for row in rows:
+        if row.get("level") is not None:
+            groups[str(row["level"])].append(row)
+    table = {}
+    for level in sorted(groups, key=lambda key: (len(key), key)):
+        members = groups[level]
+        table[level] = {
+            "n_problems": len({row["id"] for row in members}),
+            "n_samples": len(members),
+            "accuracy": sum(bool(row["correct"]) for row in members) / len(members),
+            "tokens_mean": statistics.fmean(int(row["tokens"]) for row in members),
+        }
+    return table
+
+
+def usage_tokens(usage: Mapping | None) -> tuple[int, int] | None:
+    """(completion_tokens, reasoning_tokens) from an API `usage` (flat or OpenAI's nested details)."""
+    if not isinstance(usage, Mapping):
+        return None
+    completion = usage.get("completion_tokens")
+    reasoning = usage.get("reasoning_tokens")
+    if reasoning is None:
+        details = usage.get("completion_tokens_details")
+        if isinstance(details, Mapping):
+            reasoning = details.get("reasoning_tokens")
+    if completion is None or reasoning is None:
+        return None
+    return int(completion), int(reasoning)
+
+
+def o1_estimate(rows: Iterable[Mapping]) -> dict | None:
+    """Hidden reasoning tokens estimated per response (n_s * n_r / (n_c - n_r)), averaged.
+
+    Only rows whose `usage` reports reasoning tokens and a visible part (n_c > n_r) count; None when there
+    are none (open models).
+    """
+    hidden, visible, reported = [], [], []
+    for row in rows:
+        pair = usage_tokens(row.get("usage"))
+        if pair is None or pair[0] <= pair[1]:
+            continue
+        completion, reasoning = pair
+        hidden.append(o1_hidden_tokens(int(row["tokens"]), completion, reasoning))
+        visible.append(int(row["tokens"]))
+        reported.append(reasoning)
+    if not hidden:
+        return None
+    return {
+        "n_samples": len(hidden),
+        "hidden_tokens_mean": statistics.fmean(hidden),
+        "visible_tokens_mean": statistics.fmean(visible),
+        "api_reasoning_tokens_mean": statistics.fmean(reported),
+    }
+
+
+def summarize(rows: Sequence[Mapping], n_problems_expected: int | None = None) -> dict:
+    """Every figure of one benchmark x effort (the `results[BENCHMARK][EFFORT]` object of summary.json)."""
+    if not rows:
+        raise ValueError("no responses to summarize")
+    per_problem: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        per_problem[str(row["id"])].append(bool(row["correct"]))
+    counts = [(len(hits), sum(hits)) for hits in per_problem.values()]
+    fewest = min(n for n, _ in counts)
+    mean, std, per_sample = accuracy_over_samples(rows)
+    result = {
+        "n_problems": len(per_problem),
+        "n_samples": len(rows),
+        "samples_per_problem": fewest,
+        "samples_per_problem_max": max(n for n, _ in counts),
+        "accuracy_mean": mean,
+        "accuracy_std": std,
+        "accuracy_per_sample": {str(index): value for index, value in per_sample.items()},
+        "pass_at_k": {str(k): mean_pass_at_k(counts, k) for k in default_ks(fewest)},
+        **token_stats(rows),
+        "verdicts": verdict_counts(rows),
+    }
+    if n_problems_expected is not None:
+        result["n_problems_missing"] = max(n_problems_expected - len(per_problem), 0)
+    levels = by_level(rows)
+    if levels:
+        result["by_level"] = levels
+    o1 = o1_estimate(rows)
+    if o1 is not None:
+        result["o1_estimate"] = o1
+    return result

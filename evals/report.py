@@ -1,0 +1,198 @@
+"""Markdown and CSV views of summary.json: the run report (the paper's Table 3 and Table 6 shapes)
+and the side-by-side table of several runs.
+
+Everything here is a pure function of summary dictionaries, so a report can be rebuilt from any
+summary.json without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+
+__all__ = ["compare_rows", "compare_csv", "compare_markdown", "display_name", "render_report"]
+
+DISPLAY_NAMES = {"gsm8k": "GSM8K", "math500": "MATH500", "aime2024": "AIME2024"}
+
+
+def display_name(benchmark: str) -> str:
+    return DISPLAY_NAMES.get(benchmark, benchmark)
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _acc(cell: dict) -> str:
+    text = _pct(cell.get("accuracy_mean"))
+    if cell.get("samples_per_problem_max", 1) > 1 and cell.get("accuracy_std") is not None:
+        text += f" ± {_pct(cell['accuracy_std'])}"
+    return text
+
+
+def _row_label(model: str, effort: str) -> str:
+    return model if effort == "default" else f"{model} ({effort})"
+
+
+def _efforts(results: dict) -> list[str]:
+    seen: list[str] = []
+    for per_effort in results.values():
+        for effort in per_effort:
+            if effort not in seen:
+                seen.append(effort)
+    return seen
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _protocol(config: dict) -> str:
+    if config.get("backend") == "responses":
+        return f"responses scored from `{config.get('responses')}`"
+    if config.get("greedy"):
+        return f"greedy decoding, max {config.get('max_tokens')} new tokens"
+    return (
+        f"temperature {config.get('temperature')}, top-p {config.get('top_p')}, {config.get('n_samples')} "
+        f"sample(s) per problem (seeds {config.get('seed')}..{config.get('seed', 0) + config.get('n_samples', 1) - 1}), "
+        f"max {config.get('max_tokens')} new tokens"
+    )
+
+
+def render_report(summary: dict) -> str:
+    """report.md: accuracy / tokens per benchmark (Table 3), details, MATH levels (Table 6), o1 estimate."""
+    results, config = summary["results"], summary.get("config", {})
+    model = summary.get("model", config.get("model", "model"))
+    benches = list(results)
+    lines = [
+        f"# Evaluation of `{model}`",
+        "",
+        f"Backend `{summary.get('backend')}`; {_protocol(config)}. Accuracy in %, mean ± std over samples "
+        "(one accuracy per sample index); tokens = mean response length in Qwen2.5 tokens.",
+        "",
+    ]
+    header = ["Model"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
+    rows = []
+    for effort in _efforts(results):
+        row = [_row_label(model, effort)]
+        for bench in benches:
+            cell = results[bench].get(effort)
+            row += ["-", "-"] if cell is None else [_acc(cell), _num(cell.get("tokens_mean"))]
+        rows.append(row)
+    lines += _table(header, rows)
+
+    lines += ["", "## Details", ""]
+    header = [
+        "Benchmark", "Effort", "Problems", "Samples", "Acc", "pass@k", "Tokens mean / median",
+        "Tokens correct / wrong", "Truncated", "No answer", "Timeout", "Error",
+    ]
+    rows = []
+    for bench in benches:
+        for effort, cell in results[bench].items():
+            verdicts = cell.get("verdicts", {})
+            passk = ", ".join(f"@{k} {_pct(v, 1)}" for k, v in cell.get("pass_at_k", {}).items())
+            missing = cell.get("n_problems_missing") or 0
+            rows.append([
+                display_name(bench), effort,
+                f"{cell['n_problems']}" + (f" ({missing} missing)" if missing else ""),
+                str(cell["n_samples"]), _acc(cell), passk,
+                f"{_num(cell.get('tokens_mean'))} / {_num(cell.get('tokens_median'))}",
+                f"{_num(cell.get('tokens_correct_mean'))} / {_num(cell.get('tokens_wrong_mean'))}",
+                f"{cell.get('truncated', 0)} ({_pct(cell.get('truncated_share'), 1)}%)",
+                str(verdicts.get("no_answer", 0)), str(verdicts.get("timeout", 0)), str(verdicts.get("error", 0)),
+            ])
+    lines += _table(header, rows)
+
+    for bench in benches:
+        levels = sorted({lvl for cell in results[bench].values() for lvl in cell.get("by_level", {})}, key=lambda k: (len(k), k))
+        if not levels:
+            continue
+        lines += ["", f"## {display_name(bench)} by level", ""]
+        header = ["Model"] + [f"L{lvl} {part}" for lvl in levels for part in ("Acc", "#Tokens")]
+        rows = []
+        for effort, cell in results[bench].items():
+            row = [_row_label(model, effort)]
+            for lvl in levels:
+                entry = cell.get("by_level", {}).get(lvl)
+                row += ["-", "-"] if entry is None else [_pct(entry["accuracy"]), _num(entry["tokens_mean"])]
+            rows.append(row)
+        lines += _table(header, rows)
+
+    o1_rows = [
+        [display_name(bench), effort, str(cell["o1_estimate"]["n_samples"]),
+         _num(cell["o1_estimate"]["visible_tokens_mean"]), _num(cell["o1_estimate"]["hidden_tokens_mean"], 2),
+         _num(cell["o1_estimate"]["api_reasoning_tokens_mean"], 2)]
+        for bench in benches for effort, cell in results[bench].items() if cell.get("o1_estimate")
+    ]
+    if o1_rows:
+        lines += [
+            "", "## Hidden reasoning tokens (API models)", "",
+            "Estimate n_s × n_r / (n_c − n_r) in Qwen2.5 tokens, beside the visible summary and the API's own count.",
+            "",
+        ]
+        lines += _table(["Benchmark", "Effort", "Samples", "Visible tokens", "Hidden (estimate)", "API reasoning tokens"], o1_rows)
+
+    lines += ["", "## Data", ""]
+    lines += _table(
+        ["Benchmark", "Source", "Problems used / total", "sha256"],
+        [[display_name(b), f"`{d['path']}`", f"{d['n_problems']} / {d['n_total']}", f"`{d['sha256'][:16]}`"]
+         for b, d in summary.get("data", {}).items()],
+    )
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- compare
+
+
+def compare_rows(runs: Sequence[tuple[str, dict]]) -> tuple[list[str], list[dict]]:
+    """One row per (run, effort); per benchmark accuracy mean/std (%) and mean tokens. Returns (benchmarks, rows)."""
+    benches: list[str] = []
+    for _, summary in runs:
+        for bench in summary["results"]:
+            if bench not in benches:
+                benches.append(bench)
+    rows = []
+    for label, summary in runs:
+        results = summary["results"]
+        for effort in _efforts(results):
+            row: dict = {"run": label, "model": summary.get("model", ""), "effort": effort}
+            for bench in benches:
+                cell = results.get(bench, {}).get(effort)
+                row[f"{bench}_acc"] = None if cell is None else 100 * cell["accuracy_mean"]
+                row[f"{bench}_std"] = None if cell is None else 100 * cell["accuracy_std"]
+                row[f"{bench}_tokens"] = None if cell is None else cell.get("tokens_mean")
+                row[f"{bench}_samples"] = None if cell is None else cell["n_samples"]
+            rows.append(row)
+    return benches, rows
+
+
+def compare_markdown(runs: Sequence[tuple[str, dict]]) -> str:
+    benches, rows = compare_rows(runs)
+    header = ["Run", "Model", "Effort"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
+    body = []
+    for row in rows:
+        cells = [row["run"], row["model"], row["effort"]]
+        for bench in benches:
+            acc = row[f"{bench}_acc"]
+            cells.append("-" if acc is None else f"{acc:.2f} ± {row[f'{bench}_std']:.2f}")
+            cells.append(_num(row[f"{bench}_tokens"]))
+        body.append(cells)
+    return "\n".join(_table(header, body)) + "\n"
+
+
+def compare_csv(runs: Sequence[tuple[str, dict]]) -> str:
+    benches, rows = compare_rows(runs)
+    fields = ["run", "model", "effort"] + [f"{b}_{part}" for b in benches for part in ("acc", "std", "tokens", "samples")]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+    return buffer.getvalue()

@@ -1,0 +1,145 @@
+"""`python -m evals.run`: evaluate a model (or score responses made elsewhere) on GSM8K, MATH500, AIME2024.
+
+Parses the command line, shows progress, and delegates to `evals.harness.run_eval`. Rerunning the same
+command in the same --out directory finishes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from evals.benchmarks import BENCHMARKS, BenchmarkError
+from evals.harness import DEFAULT_EFFORT, ConfigMismatch, EvalConfig, run_eval
+from tops_plugin.jsonl import JsonlError
+
+
+def _value(text: str):
+    """A --backend-option value: JSON when it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.replace("-", "_"), _value(value)
+
+
+def _efforts(text: str) -> tuple[str | None, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return tuple(None if name in (DEFAULT_EFFORT, "none") else name for name in names)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evals.run",
+        description="Accuracy and response tokens (Qwen2.5 tokenizer) on math benchmarks; resumable.",
+    )
+    parser.add_argument("--model", help="model path, hub id, alias (smollm2-135m) or API model; a label in responses mode")
+    parser.add_argument("--backend", choices=("vllm", "hf", "openai", "responses"), default="hf")
+    parser.add_argument(
+        "--benchmarks", default="gsm8k,math500,aime2024",
+        help=f"comma-separated: {', '.join(BENCHMARKS)} or paths to JSONL problem files",
+    )
+    parser.add_argument("--n-samples", type=int, default=None, help="samples per problem; sample i uses seed S+i (default 1)")
+    parser.add_argument("--temperature", type=float, default=None, help="default 1.0 (the paper's protocol)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0, help="seed S of sample 0")
+    parser.add_argument("--max-tokens", type=int, default=16384, help="max new tokens per response")
+    parser.add_argument(
+        "--effort", type=_efforts, default=None,
+        help="effort system prompt(s), comma-separated: low, medium, high, default (none). "
+        "Responses mode: keep only these efforts",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    parser.add_argument("--data-dir", default=None, help="directory with local copies (gsm8k_test.jsonl, math500.jsonl, aime2024.jsonl)")
+    parser.add_argument("--responses", default=None, help="JSONL of responses to score (with --backend responses)")
+    parser.add_argument("--out", required=True, help="run directory (reused to resume)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer for counting (default: offline Qwen2.5)")
+    parser.add_argument("--workers", type=int, default=None, help="checker processes (default: CPU count)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="checker deadline per response, seconds")
+    parser.add_argument("--greedy", action="store_true", help="temperature 0, one sample per problem")
+    parser.add_argument(
+        "--backend-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+        help="passed to the backend (e.g. batch_size=8, tensor_parallel_size=4, base_url=...); repeatable",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print the report")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    model = args.model
+    if model is None:
+        if args.backend != "responses":
+            raise ValueError(f"--model is required with --backend {args.backend}")
+        model = Path(args.responses or "responses").stem
+    temperature = args.temperature
+    n_samples = args.n_samples
+    if args.greedy:
+        if temperature not in (None, 0, 0.0) or n_samples not in (None, 1):
+            raise ValueError("--greedy means temperature 0 and one sample: drop --temperature/--n-samples")
+        temperature, n_samples = 0.0, 1
+    return EvalConfig(
+        model=model,
+        backend=args.backend,
+        benchmarks=tuple(name.strip() for name in args.benchmarks.split(",") if name.strip()),
+        out=args.out,
+        n_samples=1 if n_samples is None else n_samples,
+        temperature=1.0 if temperature is None else temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        efforts=args.effort,
+        limit=args.limit,
+        data_dir=args.data_dir,
+        responses=args.responses,
+        tokenizer=args.tokenizer,
+        workers=args.workers,
+        timeout=args.timeout,
+        greedy=args.greedy,
+        backend_options=tuple(args.backend_option),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, transient=False) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int | None) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            result = run_eval(config, progress)
+    except (BenchmarkError, ConfigMismatch, JsonlError, OSError, ValueError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished samples are kept in {config.out}; rerun the same command to complete the run")
+        return 130
+    if not args.quiet:
+        print(Path(result.files["report"]).read_text())
+    err.print(f"wrote {result.out}/samples.jsonl, summary.json, report.md and plots", markup=False, highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""python -m evals.run end to end without a model: responses mode, resume, refusals, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+import tops_plugin.generation as generation
+from evals import compare, run
+from evals.harness import ConfigMismatch, EvalConfig, run_eval
+from tops_plugin.jsonl import JsonlError, read_jsonl
+
+PROBLEMS = [
+    {"id": "p1", "problem": "1+1?", "answer": "2", "level": 1},
+    {"id": "p2", "problem": "2+3?", "answer": "5", "level": 1},
+    {"id": "p3", "problem": "3+4?", "answer": "7", "level": 2},
+    {"id": "p4", "problem": "4+4?", "answer": "8", "level": 2},
+]
+
+# (id, sample, response, finish_reason): whitespace-word counts 4, 2, 2, 7, 1, 5.
+RESPONSES = [
+    ("p1", 0, "so x is \\boxed{2}", "stop"),
+    ("p1", 1, "maybe \\boxed{3}", "stop"),
+    ("p2", 0, "clearly \\boxed{5}", "stop"),
+    ("p2", 1, "a b c d e f \\boxed{5}", "stop"),
+    ("p3", 0, "\\boxed{1}", "stop"),
+    ("p3", 1, "I am still thinking about", "length"),
+]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """A 4-problem benchmark, a word-count tokenizer and a responses file (p4 unanswered, p1 also 'low')."""
+    bench = write_jsonl(tmp_path / "toy.jsonl", PROBLEMS)
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(tmp_path / "words.json"))
+    rows = [{"id": pid, "sample": s, "response": text, "finish_reason": fin} for pid, s, text, fin in RESPONSES]
+    rows.append({"id": "p1", "effort": "low", "response": "\\boxed{2}"})  # no sample: rank 0
+    responses = write_jsonl(tmp_path / "responses.jsonl", rows)
+    return {"bench": str(bench), "tokenizer": str(tmp_path / "words.json"), "responses": str(responses), "dir": tmp_path}
+
+
+def responses_config(toy, out, **overrides) -> EvalConfig:
+    settings = dict(
+        model="toy-model", backend="responses", benchmarks=(toy["bench"],), out=str(out),
+        responses=toy["responses"], tokenizer=toy["tokenizer"], workers=1,
+    )
+    settings.update(overrides)
+    return EvalConfig(**settings)
+
+
+def test_responses_mode_hand_computed(toy):
+    out = toy["dir"] / "run"
+    result = run_eval(responses_config(toy, out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    cell = summary["results"]["toy"]["default"]
+    assert cell["n_problems"] == 3 and cell["n_samples"] == 6 and cell["n_problems_missing"] == 1
+    assert cell["accuracy_mean"] == pytest.approx(0.5)  # per sample index: 2/3 and 1/3
+    assert cell["accuracy_std"] == pytest.approx(1 / 6)
+    assert cell["pass_at_k"] == {"1": pytest.approx(0.5), "2": pytest.approx(2 / 3)}
+    assert cell["tokens_mean"] == pytest.approx(3.5) and cell["tokens_median"] == pytest.approx(3.0)
+    assert cell["tokens_correct_mean"] == pytest.approx(13 / 3) and cell["tokens_wrong_mean"] == pytest.approx(8 / 3)
+    assert cell["verdicts"] == {"correct": 3, "wrong": 2, "no_answer": 1, "timeout": 0, "error": 0}
+    assert cell["truncated"] == 1
+    assert cell["by_level"]["1"]["accuracy"] == 0.75 and cell["by_level"]["2"]["tokens_mean"] == 3.0
+    low = summary["results"]["toy"]["low"]
+    assert low["n_samples"] == 1 and low["accuracy_mean"] == 1.0 and low["tokens_mean"] == 1.0
+
+    assert summary["data"]["toy"]["path"] == toy["bench"] and len(summary["data"]["toy"]["sha256"]) == 64
+    assert summary["config"]["backend"] == "responses" and summary["config"]["tokenizer"] == toy["tokenizer"]
+    samples = list(read_jsonl(out / "samples.jsonl"))
+    assert len(samples) == 7
+    assert {row["benchmark"] for row in samples} == {"toy"}
+    assert all({"pred", "correct", "verdict", "tokens", "level", "answer"} <= row.keys() for row in samples)
+    report = (out / "report.md").read_text()
+    assert "| toy-model | 50.00 ± 16.67 | 4 |" in report  # Table 3 row: accuracy ± std, mean tokens (3.5 -> 4)
+    assert "toy by level" in report
+    for name in ("accuracy_vs_tokens.png", "tokens_by_effort.png", "tokens_by_level_toy.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_responses_resume_after_interruption(toy):
+    out = toy["dir"] / "run"
+    first = run_eval(responses_config(toy, out)).summary
+    samples = out / "samples.jsonl"
+    lines = samples.read_bytes().splitlines(keepends=True)
+    samples.write_bytes(b"".join(lines[:3]) + lines[3][:20])  # killed while writing line 4
+    again = run_eval(responses_config(toy, out))
+    assert again.summary["run"]["judged_now"] == 4
+    assert again.summary["results"] == first["results"]
+    assert len(list(read_jsonl(samples))) == 7
+    # Nothing left to do: a third run judges nothing and reports the same.
+    third = run_eval(responses_config(toy, out))
+    assert third.summary["run"]["judged_now"] == 0 and third.summary["results"] == first["results"]
+
+
+def test_effort_filter_and_limit_in_responses_mode(toy):
+    out = toy["dir"] / "low"
+    summary = run_eval(responses_config(toy, out, efforts=("low",), limit=1)).summary
+    assert list(summary["results"]["toy"]) == ["low"]
+    assert summary["results"]["toy"]["low"]["n_problems"] == 1
+    assert summary["run"]["responses_file"]["beyond_limit"] == 4  # p2, p3 rows: known ids, cut by --limit
+
+
+def test_unknown_id_names_file_and_line(toy):
+    path = Path(toy["responses"])
+    path.write_text(path.read_text() + json.dumps({"id": "p99", "sample": 0, "response": "x"}) + "\n")
+    with pytest.raises(JsonlError) as info:
+        run_eval(responses_config(toy, toy["dir"] / "run"))
+    assert info.value.path == str(path) and info.value.line == 8 and "p99" in str(info.value)
+    # The file is validated before any judging starts.
+    samples = toy["dir"] / "run" / "samples.jsonl"
+    assert not samples.exists() or samples.read_bytes() == b""
+
+
+class CannedBackend:
+    """Stand-in for a model backend: answers each request with `\\boxed{<sample>}`, counts its calls."""
+
+    name = "canned"
+    calls: list[tuple] = []
+    stop_after: int | None = None
+
+    def __init__(self, model: str, **options):
+        self.model, self.options, self.errors = model, options, []
+
+    def generate(self, requests):
+        for request in requests:
+            for sample in request.sample_indices:
+                if CannedBackend.stop_after is not None and len(CannedBackend.calls) >= CannedBackend.stop_after:
+                    raise KeyboardInterrupt
+                CannedBackend.calls.append((request.id, request.effort, sample, request.sampling.seed))
+                text = f"The answer is \\boxed{{{request.problem['answer'] if sample == 0 else 0}}}"
+                yield {**request.problem, "effort": request.effort, "sample": sample, "seed": request.sampling.seed,
+                       "model": self.model, "messages": generation.build_messages(request.problem["problem"], request.effort),
+                       "response": text, "finish_reason": "stop", "tokens": len(text.split())}
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def canned(monkeypatch):
+    CannedBackend.calls, CannedBackend.stop_after = [], None
+    monkeypatch.setattr(generation, "load_backend", lambda name, model, **options: CannedBackend(model, **options))
+    return CannedBackend
+
+
+def model_config(toy, out, **overrides) -> EvalConfig:
+    settings = dict(model="m", backend="hf", benchmarks=(toy["bench"],), out=str(out), n_samples=3, seed=10,
+                    max_tokens=32, efforts=("low", None), workers=1, backend_options=(("batch_size", 2),))
+    settings.update(overrides)
+    return EvalConfig(**settings)
+
+
+def test_generation_resume_after_interruption_and_seeds(toy, canned):
+    out = toy["dir"] / "gen"
+    canned.stop_after = 5
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(model_config(toy, out))
+    assert len(list(read_jsonl(out / "generations" / "toy.jsonl"))) == 5
+    canned.stop_after = None
+    result = run_eval(model_config(toy, out))
+    assert len(canned.calls) == 4 * 2 * 3  # 5 before the interruption + only the 19 missing after it
+    assert len(set(canned.calls)) == len(canned.calls)
+    assert {(sample, seed) for _, _, sample, seed in canned.calls} == {(0, 10), (1, 11), (2, 12)}  # seed S+i
+    summary = result.summary
+    for effort in ("default", "low"):
+        cell = summary["results"]["toy"][effort]
+        assert cell["n_samples"] == 12 and cell["n_problems"] == 4
+        assert cell["accuracy_per_sample"] == {"0": 1.0, "1": 0.0, "2": 0.0}  # sample 0 answers right
+        assert cell["accuracy_mean"] == pytest.approx(1 / 3)
+        assert cell["accuracy_std"] == pytest.approx((2 / 9) ** 0.5)
+        assert cell["pass_at_k"]["3"] == 1.0
+    assert summary["config"]["backend_options"] == {"batch_size": 2}
+    # Fewer samples from the same directory: reported from what is on disk, nothing generated.
+    canned.calls.clear()
+    fewer = run_eval(model_config(toy, out, n_samples=1)).summary
+    assert canned.calls == [] and fewer["results"]["toy"]["low"]["accuracy_mean"] == 1.0
+
+
+def test_changed_setting_is_refused_naming_the_key(toy, canned, monkeypatch):
+    out = toy["dir"] / "gen"
+    # A run that failed before any sample (say, a mistyped model) does not lock the directory.
+    monkeypatch.setattr(generation, "load_backend", lambda *a, **k: (_ for _ in ()).throw(OSError("no such model")))
+    with pytest.raises(OSError):
+        run_eval(model_config(toy, out, n_samples=1, model="typo"))
+    monkeypatch.setattr(generation, "load_backend", lambda name, model, **options: CannedBackend(model, **options))
+    run_eval(model_config(toy, out, n_samples=1))
+    with pytest.raises(ConfigMismatch, match="temperature"):
+        run_eval(model_config(toy, out, n_samples=1, temperature=0.6))
+    with pytest.raises(ConfigMismatch, match="max_tokens"):
+        run_eval(model_config(toy, out, n_samples=1, max_tokens=64))
+    with pytest.raises(ConfigMismatch, match="model"):
+        run_eval(model_config(toy, out, n_samples=1, model="other"))
+    Path(toy["bench"]).write_text(Path(toy["bench"]).read_text().replace('"8"', '"9"'))
+    with pytest.raises(ConfigMismatch, match="data file of benchmark 'toy'"):
+        run_eval(model_config(toy, out, n_samples=1))
+
+
+def test_cli_greedy_options_and_errors(toy, canned, capsys):
+    out = toy["dir"] / "cli"
+    argv = ["--model", "m", "--backend", "hf", "--benchmarks", toy["bench"], "--greedy", "--max-tokens", "16",
+            "--workers", "1", "--backend-option", "batch_size=4", "--backend-option", "device=cpu", "--out", str(out)]
+    assert run.main(argv) == 0
+    assert "| m |" in capsys.readouterr().out
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["temperature"] == 0.0 and config["n_samples"] == 1 and config["greedy"] is True
+    assert config["backend_options"] == {"batch_size": 4, "device": "cpu"}
+    assert {seed for *_, seed in canned.calls} == {0}
+    assert run.main(argv[:-2] + ["--n-samples", "4", "--out", str(out)]) == 2
+    assert "--greedy" in capsys.readouterr().err
+    assert run.main(["--backend", "hf", "--benchmarks", toy["bench"], "--out", str(out)]) == 2
+    assert "--model is required" in capsys.readouterr().err
+
+
+def test_compare_tables(toy, tmp_path, capsys):
+    run_eval(responses_config(toy, tmp_path / "a"))
+    run_eval(responses_config(toy, tmp_path / "b", efforts=(None,), model="other"))
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    markdown = (tmp_path / "cmp" / "compare.md").read_text()
+    assert capsys.readouterr().out == markdown
+    lines = markdown.splitlines()
+    assert lines[0] == "| Run | Model | Effort | toy Acc | toy #Tokens |"
+    assert "| a | toy-model | default | 50.00 ± 16.67 | 4 |" in lines
+    assert "| a | toy-model | low | 100.00 ± 0.00 | 1 |" in lines
+    assert "| b | other | default | 50.00 ± 16.67 | 4 |" in lines and len(lines) == 5
+    csv_lines = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
+    assert csv_lines[0] == "run,model,effort,toy_acc,toy_std,toy_tokens,toy_samples"
+    assert csv_lines[1].startswith("a,toy-model,default,50.0,16.66")
+    assert compare.main([str(tmp_path / "missing")]) == 2
+
+
+def test_api_usage_gives_the_o1_estimate_in_summary_and_report(toy):
+    rows = [
+        {"id": "p1", "sample": 0, "response": "so \\boxed{2}", "usage": {"completion_tokens": 1100, "completion_tokens_details": {"reasoning_tokens": 1000}}},
+        {"id": "p2", "sample": 0, "response": "a b \\boxed{5}", "usage": {"completion_tokens": 5300, "reasoning_tokens": 5000}},
+    ]
+    responses = write_jsonl(toy["dir"] / "api.jsonl", rows)
+    out = toy["dir"] / "api"
+    summary = run_eval(responses_config(toy, out, responses=str(responses), model="o1-mini")).summary
+    estimate = summary["results"]["toy"]["default"]["o1_estimate"]
+    # Visible summaries are 2 and 3 words: 2*1000/100 = 20 and 3*5000/300 = 50 hidden tokens.
+    assert estimate["hidden_tokens_mean"] == pytest.approx(35.0)
+    assert estimate["visible_tokens_mean"] == pytest.approx(2.5)
+    assert "Hidden reasoning tokens" in (out / "report.md").read_text()
