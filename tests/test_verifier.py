@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,10 +85,9 @@ def test_worker_killed_mid_batch_is_replaced_and_every_row_judged() -> None:
         for i, verdict in enumerate(pool.check_many(pairs)):
             results.append(verdict)
             if i in (50, 150, 250):
-                servers = [c for c in psutil.Process().children() if "forkserver" in " ".join(c.cmdline())]
-                workers = [w for server in servers for w in server.children()]  # forked by the fork server
-                assert len(workers) == 2, "expected two worker processes"
-                os.kill(workers[i % 2].pid, signal.SIGKILL)
+                pids = pool.worker_pids
+                assert len(pids) == 2, "expected two worker processes"
+                os.kill(pids[i % 2], signal.SIGKILL)
         assert len(results) == 400 and all(v.correct for v in results)
 
 

@@ -100,8 +100,10 @@ class Verifier:
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self._workers: list[_Worker | None] = [None] * self.workers  # each driver's current worker
         self._drivers = [
-            threading.Thread(target=self._drive, name=f"verifier-{i}", daemon=True) for i in range(self.workers)
+            threading.Thread(target=self._drive, args=(i,), name=f"verifier-{i}", daemon=True)
+            for i in range(self.workers)
         ]
         for driver in self._drivers:
             driver.start()
@@ -138,6 +140,11 @@ class Verifier:
         while pending:
             yield pending.popleft().result()
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers that have started (for monitoring)."""
+        return [worker.process.pid for worker in self._workers if worker is not None]
+
     def close(self) -> None:
         """Stop the workers (idempotent). Queued items still finish first."""
         with self._lock:
@@ -162,7 +169,7 @@ class Verifier:
             if driver is not threading.current_thread():
                 driver.join(timeout=10)
 
-    def _drive(self) -> None:
+    def _drive(self, slot: int) -> None:
         worker: _Worker | None = None
         try:
             while True:
@@ -173,6 +180,7 @@ class Verifier:
                 if not future.set_running_or_notify_cancel():
                     continue
                 verdict, worker = self._run(worker, payload)
+                self._workers[slot] = worker
                 future.set_result(verdict)
         finally:
             if worker is not None:

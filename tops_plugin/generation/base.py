@@ -8,11 +8,14 @@ caller can write each one to disk the moment it exists.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from tops_plugin.efforts import EFFORT_PROMPTS, EFFORTS
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BOXED_INSTRUCTION",
@@ -101,6 +104,21 @@ def request_problem(request: GenerationRequest) -> str:
     if bad:
         raise BadRequest(pid, f"sample indices {bad} outside range({request.n_samples})")
     return text
+
+
+def valid_requests(
+    requests: Iterable[GenerationRequest], errors: list[tuple[object, str]]
+) -> Iterator[tuple[GenerationRequest, list[dict]]]:
+    """Each request with its chat messages. A bad request is logged, appended to `errors` as
+    (problem id, reason) and skipped: one bad row never stops a long run."""
+    for request in requests:
+        try:
+            text = request_problem(request)
+        except BadRequest as exc:
+            log.warning("skipping request: %s", exc)
+            errors.append((exc.problem_id, exc.reason))
+            continue
+        yield request, build_messages(text, request.effort)
 
 
 def build_messages(problem_text: str, effort: str | None) -> list[dict]:

@@ -13,14 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tops_plugin.generation.base import (
-    BadRequest,
-    GenerationRequest,
-    SamplingParams,
-    build_messages,
-    request_problem,
-    sample_seed,
-)
+from tops_plugin.generation.base import GenerationRequest, SamplingParams, sample_seed, valid_requests
 from tops_plugin.generation.models import ModelSource, converted_cache_dir, resolve_model
 from tops_plugin.generation.records import RawOutput, make_records
 
@@ -145,14 +138,7 @@ class HFBackend:
     def _batches(self, requests: Iterable[GenerationRequest]) -> Iterator[list[tuple]]:
         """Rows (request, sample, messages, prompt) in batches that share sampling settings."""
         batch: list[tuple] = []
-        for request in requests:
-            try:
-                text = request_problem(request)
-            except BadRequest as exc:
-                log.warning("skipping request: %s", exc)
-                self.errors.append((exc.problem_id, exc.reason))
-                continue
-            messages = build_messages(text, request.effort)
+        for request, messages in valid_requests(requests, self.errors):
             prompt = self.prompt_text(messages)
             for sample in request.sample_indices:
                 if batch and (len(batch) >= self.batch_size or batch[0][0].sampling != request.sampling):

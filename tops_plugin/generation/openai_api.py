@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from tops_plugin.generation.base import BadRequest, GenerationRequest, build_messages, request_problem, sample_seed
+from tops_plugin.generation.base import GenerationRequest, sample_seed, valid_requests
 from tops_plugin.generation.records import RawOutput, make_records
 
 __all__ = ["OpenAIBackend", "RetryPolicy", "retry_after_seconds"]
@@ -148,14 +148,7 @@ class OpenAIBackend:
         return kwargs
 
     def _jobs(self, requests: Iterable[GenerationRequest]) -> Iterator[tuple[GenerationRequest, int, list[dict]]]:
-        for request in requests:
-            try:
-                text = request_problem(request)
-            except BadRequest as exc:
-                log.warning("skipping request: %s", exc)
-                self.errors.append((exc.problem_id, exc.reason))
-                continue
-            messages = build_messages(text, request.effort)
+        for request, messages in valid_requests(requests, self.errors):
             for sample in request.sample_indices:
                 yield request, sample, messages
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from tops_plugin.generation.base import BadRequest, GenerationRequest, build_messages, request_problem, sample_seed
+from tops_plugin.generation.base import GenerationRequest, sample_seed, valid_requests
 from tops_plugin.generation.models import resolve_model
 from tops_plugin.generation.records import RawOutput, make_records
 
@@ -155,15 +155,9 @@ class VLLMBackend:
     # -- request building -------------------------------------------------------------------------
     def _items(self, requests: Iterable[GenerationRequest], index: dict[int, GenerationRequest]) -> Iterator[EngineItem]:
         """Engine items keyed by a running number; `index` maps keys of unfinished items to requests."""
-        for key, request in enumerate(requests):
-            try:
-                text = request_problem(request)
-            except BadRequest as exc:
-                log.warning("skipping request: %s", exc)
-                self.errors.append((exc.problem_id, exc.reason))
-                continue
+        for key, (request, messages) in enumerate(valid_requests(requests, self.errors)):
             index[key] = request
-            yield EngineItem(key, build_messages(text, request.effort), engine_params(request))
+            yield EngineItem(key, messages, engine_params(request))
 
     def _chunks(self, items: Iterator[EngineItem]) -> Iterator[list[EngineItem]]:
         chunk: list[EngineItem] = []
