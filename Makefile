@@ -13,7 +13,7 @@ DEMO_OUT ?= runs/demo
 OPENRLHF_CPU := openrlhf==0.11.2
 OPENRLHF_CPU_DEPS := datasets pylatexenc jsonlines
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test clean
 
 install: $(STAMP)
 
@@ -25,14 +25,17 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PIP) install -q -e ".[hf,openai,ray,dev]" $(OPENRLHF_CPU_DEPS)
 	touch $(STAMP)
 
+# The main job on the embedded defaults: the TOPS pipeline's data stages for real (training stages printed),
+# then the evaluation harness on a small slice of GSM8K, MATH500 and AIME2024, then the report.
 demo: install
-	$(PY) -m tops_plugin.check $(DATA)/../labeled/labeled_dev.jsonl --gold-key gold -o $(DEMO_OUT)/checked.jsonl
+	$(PY) -m recipes.tops --config recipes/configs/demo-cpu.yaml --run-dir $(DEMO_OUT)/pipeline --set data.dir=$(DATA)
+	$(PY) -m evals.run --model smollm2-135m --backend hf --benchmarks gsm8k,math500,aime2024 --limit 2 \
+		--max-tokens 128 --data-dir $(DATA) --out $(DEMO_OUT)/eval
+	@cat $(DEMO_OUT)/eval/report.md
+	@printf "\nOutputs: pipeline stages in $(DEMO_OUT)/pipeline (manifest.json, logs/), evaluation in $(DEMO_OUT)/eval\n"
 
 test: install
 	$(PY) -m pytest -q
-
-bench: install
-	$(PY) benchmarks/checker.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
