@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from evals.analyze import AnalysisConfig, analyze, fill_tokens, fill_verdicts, load_samples, main
+from evals.analysis import AnalysisConfig, analyze, fill_tokens, fill_verdicts, load_samples
+from evals.analyze import main
 from tops_plugin.jsonl import JsonlError, write_jsonl
 from tops_plugin.round_judge import RoundJudge
 from tops_plugin.rounds import check_in_process
