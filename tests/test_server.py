@@ -161,7 +161,7 @@ class GatedChecker:
     def __init__(self):
         self.release, self.entered = threading.Event(), threading.Event()
 
-    def check_many(self, pairs, window=None):
+    def check_many(self, pairs, window=None, chunk=1):
         pairs = list(pairs)
         self.entered.set()
         self.release.wait(10)

@@ -129,3 +129,13 @@ def test_close_is_idempotent_and_rejects_new_work() -> None:
     pool.close()
     with pytest.raises(RuntimeError):
         pool.submit("x", "1")
+
+
+def test_stuck_item_in_a_chunk_times_out_and_the_rest_of_the_chunk_is_judged(verifier: Verifier) -> None:
+    pairs = [(rf"\boxed{{{i}}}", str(i)) for i in range(16)]
+    pairs[3] = (HOSTILE["power tower"], "5")
+    started = time.monotonic()
+    verdicts = list(verifier.check_many(pairs, chunk=8))
+    assert time.monotonic() - started <= DEADLINE + 1.0
+    assert verdicts[3].verdict in {"timeout", "wrong"}
+    assert all(v.correct for i, v in enumerate(verdicts) if i != 3)

@@ -33,7 +33,7 @@ class _VerifierActor:
         return self._verifier.check(response, gold)
 
     def check_many(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
-        return list(self._verifier.check_many(pairs, window=len(pairs)))
+        return list(self._verifier.check_many(pairs, window=len(pairs), chunk=1))
 
     def close(self) -> None:
         self._verifier.close()
@@ -99,14 +99,18 @@ class RayVerifier:
         """Judge one response on some actor, under the actor's hard deadline."""
         return self._get(self._actor().check.remote(response, gold), 1)[0]
 
-    def check_many(self, pairs: Iterable[tuple[str, str]], window: int | None = None) -> Iterator[Verdict]:
-        """Verdicts in input order, streaming; batches go round-robin to the actors, at most `window` items
-        (default: enough to fill every actor) in flight."""
-        limit = max(window or self._window, self._batch)
+    def check_many(
+        self, pairs: Iterable[tuple[str, str]], window: int | None = None, chunk: int | None = None
+    ) -> Iterator[Verdict]:
+        """Verdicts in input order, streaming; batches (`chunk` items, default the configured batch) go
+        round-robin to the actors, at most `window` items (default: enough to fill every actor) in flight.
+        Within an actor each item is judged on its own (its local pool gets ``chunk=1``)."""
+        size = chunk or self._batch
+        limit = max(window or self._window, size)
         pending: deque[tuple[Any, int]] = deque()
-        for chunk in _chunks(pairs, self._batch):
-            pending.append((self._actor().check_many.remote(chunk), len(chunk)))
-            while len(pending) * self._batch >= limit:
+        for batch in _chunks(pairs, size):
+            pending.append((self._actor().check_many.remote(batch), len(batch)))
+            while len(pending) * size >= limit:
                 yield from self._get(*pending.popleft())
         while pending:
             yield from self._get(*pending.popleft())

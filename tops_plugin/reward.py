@@ -250,7 +250,7 @@ class Checker(Protocol):
     """What a scorer needs from a verifier (local `Verifier` or `RayVerifier`)."""
 
     def check_many(
-        self, pairs: Sequence[tuple[str, str]], window: int | None = None
+        self, pairs: Sequence[tuple[str, str]], window: int | None = None, chunk: int = 1
     ) -> Iterable[Verdict]: ...
 
 
@@ -301,7 +301,7 @@ class Scorer:
             if todo:
                 pairs = [(texts[i], parsed[i].answer) for i in todo]
                 # The whole batch in flight at once: a hostile item holds up only its own worker.
-                for i, verdict in zip(todo, self.verifier.check_many(pairs, window=len(pairs))):
+                for i, verdict in zip(todo, self.verifier.check_many(pairs, window=len(pairs), chunk=1)):
                     verdicts[i] = verdict
         except Exception:
             pass  # what was judged stands; the rest stays "error"

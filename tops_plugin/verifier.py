@@ -36,7 +36,7 @@ _STOP = None
 
 
 def _worker_main(conn: Connection) -> None:
-    """Worker loop: receive (response, gold, truncated), reply with the verdict's fields."""
+    """Worker loop: receive a list of (response, gold, truncated), reply with each verdict as it is made."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and shuts us down
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # verdicts are the report, not log lines
     while True:
@@ -46,9 +46,9 @@ def _worker_main(conn: Connection) -> None:
             return
         if task is _STOP:
             return
-        response, gold, truncated = task
-        verdict = judge(response, gold, truncated=truncated)
-        conn.send((verdict.verdict, verdict.pred, verdict.answer_from))
+        for response, gold, truncated in task:
+            verdict = judge(response, gold, truncated=truncated)
+            conn.send((verdict.verdict, verdict.pred, verdict.answer_from))
 
 
 class _Worker:
@@ -114,29 +114,47 @@ class Verifier:
 
     def submit(self, response: str, gold: str, truncated: bool = False) -> Future:
         """Queue one item; the future resolves to a `Verdict`."""
+        return self._submit_chunk([(response, gold, truncated)])[0]
+
+    def _submit_chunk(self, items: list[tuple]) -> list[Future]:
         if self._closed:
             raise RuntimeError("Verifier is closed")
-        future: Future = Future()
-        self._tasks.put((future, (_as_text(response), _as_text(gold), bool(truncated))))
-        return future
+        futures = [Future() for _ in items]
+        payloads = [(_as_text(item[0]), _as_text(item[1]), bool(item[2]) if len(item) > 2 else False)
+                    for item in items]
+        self._tasks.put((futures, payloads))
+        return futures
 
     def check(self, response: str, gold: str, truncated: bool = False) -> Verdict:
         """Judge one response (blocking, thread-safe)."""
         return self.submit(response, gold, truncated).result()
 
     def check_many(
-        self, pairs: Iterable[tuple[str, str]] | Iterable[tuple[str, str, bool]], window: int | None = None
+        self,
+        pairs: Iterable[tuple[str, str]] | Iterable[tuple[str, str, bool]],
+        window: int | None = None,
+        chunk: int = 8,
     ) -> Iterator[Verdict]:
         """Judge a stream of (response, gold[, truncated]) in order, keeping every worker busy.
 
-        At most `window` items (default 4 per worker) are in flight, so memory stays flat on any input size.
+        Items travel to a worker `chunk` at a time (one message, not one per item: on cheap items the
+        round trip is most of the cost); a stuck item delays the rest of its chunk by at most its deadline.
+        Latency-sensitive callers (the reward path) pass ``chunk=1``. At most `window` items (default 4
+        chunks per worker) are in flight, so memory stays flat on any input size.
         """
-        limit = window or 4 * self.workers
+        chunk = max(1, chunk)
+        limit = max(window or 4 * chunk * self.workers, chunk)
         pending: deque[Future] = deque()
+        batch: list[tuple] = []
         for pair in pairs:
-            pending.append(self.submit(*pair))
-            if len(pending) >= limit:
-                yield pending.popleft().result()
+            batch.append(pair)
+            if len(batch) >= chunk:
+                pending.extend(self._submit_chunk(batch))
+                batch = []
+                while len(pending) >= limit:
+                    yield pending.popleft().result()
+        if batch:
+            pending.extend(self._submit_chunk(batch))
         while pending:
             yield pending.popleft().result()
 
@@ -176,12 +194,11 @@ class Verifier:
                 task = self._tasks.get()
                 if task is _STOP:
                     return
-                future, payload = task
-                if not future.set_running_or_notify_cancel():
+                futures, payloads = task
+                live = [i for i, future in enumerate(futures) if future.set_running_or_notify_cancel()]
+                if not live:
                     continue
-                verdict, worker = self._run(worker, payload)
-                self._workers[slot] = worker
-                future.set_result(verdict)
+                worker = self._run(worker, [payloads[i] for i in live], [futures[i] for i in live], slot)
         finally:
             if worker is not None:
                 worker.stop()
@@ -190,33 +207,48 @@ class Verifier:
         with self._stats_lock:
             self.stats[key] += 1
 
-    def _run(self, worker: _Worker | None, payload: tuple) -> tuple[Verdict, _Worker | None]:
-        """Judge one payload on this driver's worker, replacing the worker as needed.
+    def _run(self, worker: _Worker | None, payloads: list[tuple], futures: list[Future], slot: int) -> _Worker | None:
+        """Judge a chunk on this driver's worker, resolving each future as its verdict arrives.
 
-        A worker that dies mid-item (its pipe closes) is discarded at once -- `is_alive()` can still say
-        True for a few milliseconds -- and the item retried once on a fresh worker.
+        No answer within the deadline: the worker is killed, the item recorded as ``timeout`` and the rest
+        of the chunk sent to a fresh worker. A worker that dies mid-item (its pipe closes) is discarded at
+        once -- `is_alive()` can still say True for a few milliseconds -- and the item retried once on a
+        fresh worker; a second death records ``error``. Returns the worker to keep using.
         """
-        for _attempt in range(2):
+        done, retried = 0, False
+        while done < len(payloads):
             if worker is None:
                 try:
                     worker = _Worker(self._ctx)
                 except Exception:  # cannot start a process at all (resources): record, do not crash
-                    return Verdict("error"), None
+                    for future in futures[done:]:
+                        future.set_result(Verdict("error"))
+                    return None
+                self._workers[slot] = worker
             try:
-                worker.conn.send(payload)
-                if worker.conn.poll(self.timeout):
+                worker.conn.send(payloads[done:])
+                while done < len(payloads):
+                    if not worker.conn.poll(self.timeout):
+                        worker.kill()  # no answer within the deadline
+                        worker = None
+                        self._count("timeouts")
+                        self._count("restarts")
+                        futures[done].set_result(Verdict("timeout"))
+                        done, retried = done + 1, False
+                        break
                     kind, pred, answer_from = worker.conn.recv()
-                    return Verdict(kind, pred, answer_from), worker
+                    futures[done].set_result(Verdict(kind, pred, answer_from))
+                    done, retried = done + 1, False
             except (EOFError, OSError):
                 worker.kill()
                 worker = None
                 self._count("restarts")
-                continue
-            worker.kill()  # no answer within the deadline
-            self._count("timeouts")
-            self._count("restarts")
-            return Verdict("timeout"), None
-        return Verdict("error"), worker
+                if retried:
+                    futures[done].set_result(Verdict("error"))
+                    done, retried = done + 1, False
+                else:
+                    retried = True
+        return worker
 
 
 def _as_text(value: object) -> str:
