@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tops_plugin.server", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000, help="0 picks a free port (printed)")
-    parser.add_argument("--workers", type=int, default=None, help="verifier processes (per actor with --ray)")
+    parser.add_argument("--workers", type=int, default=None, help="verifier processes (per actor with --ray; default: 2 per core)")
     parser.add_argument("--timeout", type=float, default=None, help="hard deadline per item, seconds")
     parser.add_argument(
         "--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}); required off loopback"
@@ -295,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     if not is_loopback(args.host) and not token:
         parser.error(f"--host {args.host} is reachable from other machines: give --token or set {TOKEN_ENV}")
     config = load_config(args.config)
-    workers = args.workers if args.workers is not None else config.workers
+    # Default: two verifier processes per core. A stuck item spins in C code until its deadline; with
+    # spare processes the items queued behind it start at once (measured: p99 3.1 s instead of 4.1 s at a
+    # 3 s deadline, 1% hostile items, 32 clients on 2 cores; benchmarks/reward_server.py).
+    workers = args.workers or config.workers or 2 * (os.cpu_count() or 1)
     timeout = args.timeout if args.timeout is not None else config.timeout
     if args.ray:
         from tops_plugin.ray_verifier import RayVerifier
