@@ -11,7 +11,7 @@ nesting) that only the verifier's hard deadline stops. Measured in one run:
 
 Targets: no lost or duplicated item, p99 <= deadline + 1 s, server items/s >= 0.8 x raw items/s.
 
-    python benchmarks/reward_server.py [--items 1200] [--clients 32] [--workers 2] [--timeout 3]
+    python benchmarks/reward_server.py [--items 1200] [--clients 32] [--workers 2*cores] [--timeout 3]
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=1200)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="as the server default")
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--hostile-rate", type=float, default=0.01)
     parser.add_argument("--max-queue", type=int, default=1024)
