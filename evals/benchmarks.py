@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tops_plugin.jsonl import JsonlError, dumps, read_jsonl
+from tops_plugin.jsonl import JsonlError, dumps, read_jsonl, sha256_file
 
 __all__ = [
     "BENCHMARKS",
@@ -27,7 +27,6 @@ __all__ = [
     "load_benchmark",
     "load_benchmarks",
     "plain_gold",
-    "sha256_file",
 ]
 
 
@@ -137,14 +136,6 @@ class BenchmarkData:
     total: int  # problems in the source
     all_ids: frozenset[str] = field(default=frozenset())  # every id of the source, also beyond --limit
     levels: bool = field(default=False)  # whether rows carry a `level`
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_local(path: Path, gold: Callable[[str], str]) -> list[dict]:

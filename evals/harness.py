@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.benchmarks import BenchmarkData, load_benchmarks, sha256_file
+from evals.benchmarks import BenchmarkData, load_benchmarks
 from evals.metrics import summarize, usage_tokens
 from tops_plugin.efforts import EFFORTS
-from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, read_jsonl, repair_tail
+from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, read_jsonl, repair_tail, sha256_file
 
 __all__ = [
     "ConfigMismatch",

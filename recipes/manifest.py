@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from tops_plugin.jsonl import atomic_writer
+from tops_plugin.jsonl import atomic_writer, sha256_file
 
 __all__ = [
     "Manifest",
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-_CHUNK = 1 << 20
 
 
 def digest(path: str | os.PathLike) -> str | None:
@@ -43,11 +42,7 @@ def digest(path: str | os.PathLike) -> str | None:
     (relative path, size, mtime) — cheap on 60 GB checkpoints and changed by any rewrite. None if absent."""
     target = Path(path)
     if target.is_file():
-        sha = hashlib.sha256()
-        with open(target, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                sha.update(chunk)
-        return sha.hexdigest()
+        return sha256_file(target)
     if target.is_dir():
         sha = hashlib.sha256(b"tree\n")
         for item in sorted(p for p in target.rglob("*") if p.is_file()):

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, read_jsonl, repair_tail, write_jsonl
+from tops_plugin.jsonl import (
+    JsonlError,
+    append_jsonl,
+    atomic_writer,
+    read_jsonl,
+    read_jsonl_numbered,
+    repair_tail,
+    write_jsonl,
+)
 
 
 def test_read_names_file_and_line(tmp_path: Path) -> None:
@@ -61,3 +69,9 @@ def test_surrogates_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     write_jsonl(path, [{"t": "a\ud800b"}])
     assert list(read_jsonl(path)) == [{"t": "a\ud800b"}]
+
+
+def test_numbered_rows_name_their_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "n.jsonl"
+    path.write_text('{"a": 1}\n\n\n{"a": 2}\n')
+    assert list(read_jsonl_numbered(path)) == [(1, {"a": 1}), (4, {"a": 2})]

@@ -9,7 +9,8 @@ import pytest
 
 from tops_plugin.efforts import EFFORT_PROMPTS, SeedCurationConfig, curate_seed
 from tops_plugin.jsonl import JsonlError, read_jsonl, write_jsonl
-from tops_plugin.openrlhf import meta_path, sha256_file
+from tops_plugin.jsonl import sha256_file
+from tops_plugin.openrlhf import meta_path
 from tops_plugin.select import main
 from tops_plugin.selection import SelectionConfig, fill_verdicts, read_records, select
 

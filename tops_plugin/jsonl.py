@@ -12,6 +12,7 @@ these few functions decide whether a killed run loses work. Rules:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -29,7 +30,9 @@ __all__ = [
     "dumps",
     "loads",
     "read_jsonl",
+    "read_jsonl_numbered",
     "repair_tail",
+    "sha256_file",
     "write_jsonl",
 ]
 
@@ -74,6 +77,19 @@ def read_jsonl(
     Blank lines are ignored. A line that is not a JSON object, or lacks a key in `require`, raises
     `JsonlError` -- or, with `skip_bad`, is appended to `errors` (when given) and skipped.
     """
+    for _, row in read_jsonl_numbered(path, require=require, skip_bad=skip_bad, errors=errors):
+        yield row
+
+
+def read_jsonl_numbered(
+    path: str | os.PathLike,
+    *,
+    require: Iterable[str] = (),
+    skip_bad: bool = False,
+    errors: list[JsonlError] | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """`read_jsonl` yielding (1-based line, row): for callers that check rows further and must name the
+    line of a bad one."""
     required = tuple(require)
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -89,13 +105,22 @@ def read_jsonl(
                 else:
                     missing = [key for key in required if key not in row]
                     if not missing:
-                        yield row
+                        yield number, row
                         continue
                     problem = JsonlError(path, number, f"missing key(s) {', '.join(map(repr, missing))}")
             if not skip_bad:
                 raise problem
             if errors is not None:
                 errors.append(problem)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (data files are recorded by hash in every output)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _short(exc: Exception, limit: int = 120) -> str:

@@ -9,7 +9,6 @@ to the responses it learnt from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tops_plugin.efforts import EFFORT_PROMPTS
-from tops_plugin.jsonl import atomic_writer, write_jsonl
+from tops_plugin.jsonl import atomic_writer, sha256_file, write_jsonl
 
 __all__ = [
     "DPO_DATA_FLAGS",
@@ -26,7 +25,6 @@ __all__ = [
     "meta_path",
     "prompt_messages",
     "sft_row",
-    "sha256_file",
     "write_dataset",
 ]
 
@@ -110,14 +108,6 @@ def meta_path(path: str | os.PathLike) -> Path:
     """`OUT.jsonl` -> `OUT.meta.json`."""
     target = Path(path)
     return target.with_name((target.stem if target.suffix == ".jsonl" else target.name) + ".meta.json")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_dataset(

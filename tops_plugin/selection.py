@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from tops_plugin.efforts import EFFORTS, SeedCurationConfig, curate_seed
-from tops_plugin.jsonl import JsonlError, read_jsonl
+from tops_plugin.jsonl import JsonlError, read_jsonl, read_jsonl_numbered
 from tops_plugin.openrlhf import dpo_row, prompt_messages, sft_row
 from tops_plugin.tokens import with_token_counts
 
@@ -300,16 +300,16 @@ def _summary(values: list[int]) -> dict[str, float]:
 def read_records(path: str | os.PathLike, *, need_verdict: bool = True) -> Iterator[dict]:
     """Stream generation records from `path`, checking `id`, `response` and (unless `need_verdict` is
     False) a verdict; a bad row raises `JsonlError` naming the file and line."""
-    for index, row in enumerate(read_jsonl(path, require=("id", "response"))):
+    for line, row in read_jsonl_numbered(path, require=("id", "response")):
         if need_verdict and verdict_of(row) is None:
-            raise JsonlError(path, _line_of(path, index), "no verdict ('verdict' or boolean 'correct'): "
+            raise JsonlError(path, line, "no verdict ('verdict' or boolean 'correct'): "
                              "judge the file first (python -m tops_plugin.check) or pass --judge")
         if not isinstance(row["response"], str):
-            raise JsonlError(path, _line_of(path, index), "'response' must be a string")
+            raise JsonlError(path, line, "'response' must be a string")
         if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
-            raise JsonlError(path, _line_of(path, index), f"'id' must be a string or integer, got {row['id']!r}")
+            raise JsonlError(path, line, f"'id' must be a string or integer, got {row['id']!r}")
         if not row.get("messages") and row.get("problem") is None:
-            raise JsonlError(path, _line_of(path, index), "neither 'messages' nor 'problem': no prompt to train on")
+            raise JsonlError(path, line, "neither 'messages' nor 'problem': no prompt to train on")
         yield row
 
 
@@ -319,18 +319,6 @@ def low_effort_seed_rows(path: str | os.PathLike) -> Iterator[dict]:
     for row in read_jsonl(path, require=("prompt", "response", "effort")):
         if row["effort"] == "low":
             yield {**row, "prompt": prompt_messages({"messages": row["prompt"]}), "origin": "seed"}
-
-
-def _line_of(path: str | os.PathLike, index: int) -> int:
-    """1-based line of the `index`-th non-blank line (only looked up when reporting an error)."""
-    seen = -1
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if raw.strip():
-                seen += 1
-                if seen == index:
-                    return number
-    return 0
 
 
 def fill_verdicts(
