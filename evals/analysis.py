@@ -19,7 +19,6 @@ This module computes and writes; it never prints. The command line is `evals.ana
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -29,7 +28,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl, write_jsonl
+from evals.harness import DEFAULT_EFFORT
+from tops_plugin.efforts import EFFORTS
+from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
 from tops_plugin.round_judge import JudgeItem, RoundJudge
 from tops_plugin.rounds import (
     DEFAULT_CONFIG,
@@ -51,8 +52,7 @@ __all__ = [
     "write_plots",
 ]
 
-EFFORT_ORDER = ("low", "medium", "high", "default")
-DEFAULT_EFFORT = "default"  # the key of samples made without an effort prompt (as in summary.json)
+EFFORT_ORDER = (*EFFORTS, DEFAULT_EFFORT)
 UNKNOWN_BENCHMARK = "unknown"
 
 #: The splitter's settings behind ``--equations``.
@@ -108,23 +108,17 @@ def load_samples(path: str | os.PathLike, gold_key: str = "answer") -> list[dict
     source = samples_path(path)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such samples file")
-    rows = list(read_jsonl(source, require=("id", "response", gold_key)))
-    for index, row in enumerate(rows):
+    rows = []
+    for line, row in read_jsonl_numbered(source, require=("id", "response", gold_key)):
         problem = None
         if not isinstance(row["response"], str):
             problem = "'response' is not a string"
         elif "tokens" in row and (type(row["tokens"]) is not int or row["tokens"] < 0):
             problem = f"'tokens' is not a non-negative integer: {row['tokens']!r}"
         if problem:
-            raise JsonlError(source, _line_of(source, index), problem)
+            raise JsonlError(source, line, problem)
+        rows.append(row)
     return rows
-
-
-def _line_of(path: Path, index: int) -> int:
-    """1-based file line of the index-th non-blank line (read_jsonl skips blank lines)."""
-    with open(path, "rb") as handle:
-        lines = (number for number, raw in enumerate(handle, start=1) if raw.strip())
-        return next(itertools.islice(lines, index, None))
 
 
 def fill_tokens(rows: Sequence[dict], tokenizer=None) -> int:
