@@ -128,9 +128,12 @@ def test_equation_conclusions_need_a_sentence_end_and_a_cue():
 
 def test_config_switches_and_custom_markers():
     response = "So x = 1. Redo: so x = 2. Wait, \\boxed{3}"
-    assert answers(response) == ["2", "3"]  # "Redo" is no marker by default: one segment up to "Wait"
+    # Each committed answer ends a round, with or without a reflection marker before the next one.
+    assert [(r.answer, r.marker) for r in split_rounds(response)] == [("1", None), ("2", None), ("3", "Wait")]
     custom = RoundConfig(reflection_markers=(r"redo\b", r"wait\b"))
-    assert answers(response, custom) == ["1", "2", "3"]
+    rounds = split_rounds(response, custom)
+    assert [(r.answer, r.marker) for r in rounds] == [("1", None), ("2", "Redo"), ("3", "Wait")]
+    assert rounds[1].start == response.index("Redo")
     assert answers(response, RoundConfig(equation_answers=False)) == ["3"]
     with pytest.raises(Exception):
         custom.equation_answers = False  # frozen
@@ -197,3 +200,45 @@ def test_labelled_long_responses_have_more_erroneous_rounds_when_wrong(labeled_p
     ratio = {label: err / max(total, 1) for label, (total, err) in totals.items()}
     assert totals[True][0] > 0 and totals[False][0] > 0
     assert ratio[False] > ratio[True] + 0.2
+
+
+def test_each_committed_answer_ends_a_round():
+    # The example: the first pass commits to 6, "No wait" opens the pass that commits to 7.
+    response = (
+        "Hmm, let me verify once more with 4 + 3 = 6, giving \\boxed{6}. No wait, 4 + 3 = 7. "
+        "Final answer: \\boxed{7}."
+    )
+    rounds = split_rounds(response)
+    assert [(r.answer, r.marker) for r in rounds] == [("6", "Hmm"), ("7", "No wait")]
+    assert rounds[1].start == response.index("No wait")
+    assert count_rounds(rounds, "7").erroneous == 1
+    # Two answers in one passage without any reflection marker are two rounds.
+    passage = "So the total is 26. Therefore the answer is \\boxed{18}."
+    rounds = split_rounds(passage)
+    assert [(r.answer, r.method, r.marker) for r in rounds] == [("26", "equation", None), ("18", "boxed", None)]
+    assert rounds[0].end == rounds[1].start and rounds[1].text(passage).lstrip().startswith("Therefore")
+
+
+def test_new_markers_start_rounds():
+    for marker in ("No wait", "No, wait", "Actually", "Hold on", "Oh wait", "Let me redo"):
+        response = f"So x = 3.\n{marker}, I dropped a sign. So x = -3."
+        rounds = split_rounds(response)
+        assert [(r.answer, r.marker) for r in rounds] == [("3", None), ("-3", marker)], marker
+        assert rounds[1].text(response).startswith(marker)
+
+
+def test_a_restated_answer_is_the_same_round_unless_reflected_upon():
+    # Restating the conclusion is one round, answered in its strongest form.
+    (only,) = split_rounds("So 13 * 2 = 26 dollars. The answer is \\boxed{26}.")
+    assert (only.answer, only.method) == ("26", "boxed")
+    # After a marker the same answer is a verification pass: a round of its own.
+    rounds = split_rounds("So x = 5.\nLet me check: 2 * 5 = 10, so x = 5.")
+    assert [(r.answer, r.marker) for r in rounds] == [("5", None), ("5", "Let me check")]
+
+
+def test_answers_inside_display_math_close_their_round():
+    response = "Thus\n\\[\n\\boxed{12}\n\\]\nWait, recount: so the total is 14."
+    rounds = split_rounds(response)
+    assert [r.answer for r in rounds] == ["12", "14"]
+    assert rounds[0].text(response).rstrip().endswith("\\]")
+    assert rounds[1].start == response.index("Wait")

@@ -1,4 +1,4 @@
-"""Split a response into reasoning rounds and count the erroneous ones (DESIGN §1.9).
+"""Split a response into reasoning rounds and count the erroneous ones.
 
 The paper defines a round as a complete reasoning or verification pass that reaches an answer, and shows
 that more effort brings more rounds and more erroneous ones. This module is the deterministic version of
@@ -14,19 +14,24 @@ How a response is split (all markers live in `RoundConfig`):
    round at all, in which case the summary is split like a plain response. A closing tag without an
    opening one closes a block that starts with the response (the opening tag was in the prompt); an
    unclosed block (a truncated response) is split to its end. Without tags the whole response is split.
-2. Segments. A new segment starts at every *reflection marker* at the start of a sentence or line
-   ("Wait", "Alternatively", "Let me verify/check", "Hmm", "But wait/let/maybe…", "Hold on"…).
-3. Each segment's answer: the answer `tops_plugin.answers.extract_answer` finds in it (the last
-   ``\\boxed{}``, then "the answer is …"-style phrases); failing that, the last *equation conclusion*: an
-   ``= N`` (or "is N", "equals N", "gives N") that ends a sentence or line, where N is a number or simple
-   fraction (optionally followed by a unit word or two), or a constant right-hand side closing a LaTeX
-   math span (``\\[ r = \\sqrt{5} \\]``; one with variables, ``y = 12 - 3x``, is a step, not an answer).
-   A conclusion cue ("so", "thus", "therefore", "we get", "indeed", "answer"…) must come earlier in the
-   same sentence, which keeps the steps of a computation ("6 * 6 = 36.") from ending rounds.
-   A segment without an answer is merged into the next one (it opened the pass that the next segment
-   concludes); trailing segments without an answer -- reflections that reach no new answer -- are added
-   to the last round and do not create one.
-4. Each round's answer is judged as ``\\boxed{answer}`` against the gold answer.
+2. Committed answers. Every sentence that commits to an answer: a ``\\boxed{}``, an anchored phrase
+   ("so the answer is …", "Final answer: …", read by `tops_plugin.answers.extract_answer`), or an
+   *equation conclusion*: an ``= N`` (or "is N", "equals N", "gives N") that ends a sentence or line,
+   where N is a number or simple fraction (optionally followed by a unit word or two), or a constant
+   right-hand side closing a LaTeX math span (``\\[ r = \\sqrt{5} \\]``; one with variables,
+   ``y = 12 - 3x``, is a step, not an answer). A conclusion cue ("so", "thus", "therefore", "we get",
+   "indeed", "answer"…) must come earlier in the same sentence, which keeps the steps of a computation
+   ("6 * 6 = 36.") from ending rounds. One sentence commits once (boxed before phrase before equation).
+3. Rounds. A round ends at the sentence of each committed answer, so two answers in one passage are two
+   rounds even without a reflection between them. The next round starts at the first *reflection marker*
+   (at the start of a sentence or line: "Wait", "No wait", "Actually", "Alternatively", "Let me
+   verify/check", "Hmm", "But wait/let/maybe…", "Hold on"…) after that answer, or right after the answer
+   when no marker comes before the next one. Markers start rounds but are not needed to end one. The same
+   answer committed again *without* a marker in between restates the conclusion ("so 13 * 2 = 26. The
+   answer is \\boxed{26}.") and extends the round; after a marker it is a new (verification) round.
+   Text after the last answer -- reflections that reach no new answer -- belongs to the last round.
+4. Each round's answer is judged as ``\\boxed{answer}`` against the gold answer; a round is erroneous
+   when its answer is judged wrong.
 
 Limits, known and accepted:
 
@@ -38,10 +43,10 @@ Limits, known and accepted:
   is missed. ``RoundConfig(conclusion_cues=())`` accepts every sentence-ending equation (more rounds,
   more of them intermediate); ``RoundConfig(equation_answers=False)`` counts only boxed and phrased
   answers (fewest rounds; long reasoning that never boxes until the end becomes one round).
-  On 200 labelled Sky-T1 responses to MATH500/AIME (``labeled_dev``) the defaults give 2.75 rounds per
-  correct response (0.34 of them erroneous) and 3.14 per wrong one (0.68 erroneous).
-* A round's answer is its *last* commitment: several answers within one segment (no marker between them)
-  make one round, and an erroneous step that the same segment corrects is not seen. The paper's judge
+  On 200 labelled Sky-T1 responses to MATH500/AIME (``labeled_dev``) the defaults give 3.98 rounds per
+  correct response (0.51 of them erroneous, mostly cued intermediate results) and 4.01 per wrong one
+  (0.74 erroneous).
+* An erroneous step that the same round corrects before committing is not seen. The paper's judge
   also counted rounds with erroneous *steps*; that needs a language model (`tops_plugin.round_judge`).
 * Anchored phrases inherit `extract_answer`'s heuristics ("the answer is going to be…" yields a
   nonsense answer, which is then judged wrong).
@@ -55,7 +60,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from tops_plugin.answers import Verdict, extract_answer, judge
+from tops_plugin.answers import Verdict, extract_answer, judge, last_boxed
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -83,13 +88,26 @@ class RoundConfig:
         r"alternatively\b",
         r"hmm+\b",
         r"hold\s+on\b",
+        r"(?:no|oh),?\s+wait\b",
+        r"actually\b",
+        r"no,\s+(?:that|this|it)(?:'s|\s+is)\s+(?:not|wrong|incorrect)\b",
         r"on\s+second\s+thought\b",
         r"let\s+me\s+(?:re-?)?(?:verify|check|double[- ]check|confirm|examine|consider|calculate|compute)\b",
+        r"let\s+me\s+re-?(?:think|do|try|evaluate)\b",
         r"let(?:'s|\s+us)\s+(?:re-?)?(?:verify|check|double[- ]check|confirm)\b",
         r"to\s+(?:verify|double[- ]check|confirm)\b",
         # "But" only where it turns the reasoning on itself, not in "But she also bakes…".
         r"but(?=\s*,|\s+(?:wait|let|maybe|perhaps|actually|hold|hmm|is\s+(?:this|that|it)\b|i\b|that'?s\s+not"
         r"|then\s+again|no\b|what\s+if|did\s+i|am\s+i|could|should|shouldn'?t|isn'?t|wouldn'?t))",
+    )
+    #: Anchors of a phrased answer ("so the answer is 7", "Final answer: 7", "**Answer:** 7"); the answer
+    #: itself is read by `tops_plugin.answers.extract_answer` from the anchor's sentence.
+    answer_phrases: tuple[str, ...] = (
+        r"final\s+answer\b",
+        r"\bthe\s+(?:correct\s+)?answer\s+(?:is|would\s+be|will\s+be|should\s+be)\b",
+        r"^[ \t]*(?:#+[ \t]*)?answer[ \t]*:",
+        r"\*\*[ \t]*answer[ \t]*:?[ \t]*\*\*",
+        r"\bis\s+the\s+(?:correct|final|right)\s+answer\b",
     )
     #: A `= N.` conclusion ("= N", "is (indeed) N", "equals N", "get(s) N") that ends a sentence or line:
     #: a number or simple fraction, then at most two unit words and a closing math delimiter.
@@ -121,6 +139,10 @@ class RoundConfig:
     @cached_property
     def marker_re(self) -> re.Pattern[str]:
         return re.compile("|".join(f"(?:{m})" for m in self.reflection_markers), re.IGNORECASE)
+
+    @cached_property
+    def answer_phrase_re(self) -> re.Pattern[str]:
+        return re.compile("|".join(f"(?:{p})" for p in self.answer_phrases), re.IGNORECASE | re.MULTILINE)
 
     @cached_property
     def equation_re(self) -> re.Pattern[str]:
@@ -193,22 +215,26 @@ def _at_sentence_start(text: str, pos: int, floor: int) -> bool:
     return j == floor or text[j - 1] in "\n.!?"
 
 
-def _segments(response: str, span: tuple[int, int], config: RoundConfig) -> list[tuple[int, int, str | None]]:
+def _markers(response: str, span: tuple[int, int], config: RoundConfig) -> list[tuple[int, str]]:
+    """(offset, text) of every reflection marker that starts a sentence or line within `span`."""
     start, end = span
-    cuts: list[tuple[int, str]] = []
-    for match in config.marker_re.finditer(response, start, end):
-        if _at_sentence_start(response, match.start(), start):
-            cuts.append((match.start(), match.group(0)))
-    segments: list[tuple[int, int, str | None]] = []
-    seg_start, seg_marker = start, None
-    for pos, marker in cuts:
-        if pos == start:  # the region opens with a marker
-            seg_marker = marker
-            continue
-        segments.append((seg_start, pos, seg_marker))
-        seg_start, seg_marker = pos, marker
-    segments.append((seg_start, end, seg_marker))
-    return segments
+    return [
+        (match.start(), match.group(0))
+        for match in config.marker_re.finditer(response, start, end)
+        if _at_sentence_start(response, match.start(), start)
+    ]
+
+
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n")
+_CLOSING_RE = re.compile(r"(?:[ \t]*(?:\\\]|\\\)|\$\$?|[.!?]))*")
+
+
+def _sentence_end(text: str, pos: int, limit: int) -> int:
+    """End of the sentence holding `pos` (after its period, or at its line break), never past `limit`;
+    a math span or sentence closing right after it goes with it (``\\boxed{5} \\]``)."""
+    match = _SENTENCE_END_RE.search(text, pos, limit)
+    end = limit if match is None else match.end() if match.group(0) != "\n" else match.start()
+    return min(limit, _CLOSING_RE.match(text, end, limit).end())
 
 
 _CONSTANT_COMMANDS_RE = re.compile(r"\\(?:[dt]?frac|sqrt|pi|cdot|times|left|right|circ)(?![A-Za-z])|\\[,;!: ]")
@@ -237,20 +263,57 @@ def _sentence_start(text: str, pos: int, window: int = 300) -> int:
     return start
 
 
-def _equation_answer(text: str, config: RoundConfig) -> str | None:
-    """The last constant `= N` conclusion in `text` (cued, when cues are configured), or None."""
-    best: tuple[int, str] | None = None
+@dataclass(frozen=True)
+class _Commitment:
+    """An answer the text commits to, and where: `pos` is where it stands, `end` where its sentence ends."""
+
+    pos: int
+    end: int
+    answer: str
+    method: str  # "boxed" | "phrase" | "equation"
+
+
+#: Which kind wins when one sentence commits twice ("So the answer is \\boxed{4}."): as in `extract_answer`.
+_METHOD_RANK = {"boxed": 0, "phrase": 1, "equation": 2}
+
+
+_BOX_START_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _boxed_commitments(text: str, span: tuple[int, int]) -> Iterator[_Commitment]:
+    start, end = span
+    boxes = [m.start() for m in _BOX_START_RE.finditer(text, start, end)]
+    for box, following in zip(boxes, boxes[1:] + [end]):
+        content = last_boxed(text[box:following])  # the one box of this slice
+        if content is not None and content.strip():
+            close = box + text[box:following].find(content) + len(content)
+            yield _Commitment(box, _sentence_end(text, close, end), content.strip(), "boxed")
+
+
+def _phrase_commitments(text: str, span: tuple[int, int], config: RoundConfig) -> Iterator[_Commitment]:
+    start, end = span
+    for match in config.answer_phrase_re.finditer(text, start, end):
+        line_end = text.find("\n", match.end(), end)
+        line_end = end if line_end < 0 else line_end
+        found = extract_answer(text[max(start, _sentence_start(text, match.start())) : line_end])
+        if found is not None and found.method == "phrase" and found.text.strip():
+            answer = _FILLER_RE.sub("", found.text.strip()) or found.text.strip()
+            yield _Commitment(match.start(), _sentence_end(text, match.end(), end), answer, "phrase")
+
+
+def _equation_commitments(text: str, span: tuple[int, int], config: RoundConfig) -> Iterator[_Commitment]:
+    """Constant `= N` conclusions that end a sentence or line (cued, when cues are configured)."""
+    start, end = span
     for pattern, needs_constant in ((config.equation_re, False), (config.math_equation_re, True)):
-        for match in pattern.finditer(text):
+        for match in pattern.finditer(text, start, end):
             answer = match.group("ans").strip()
             if needs_constant and not _is_constant(answer):
                 continue
             if config.cue_re is not None:
-                if not config.cue_re.search(text, _sentence_start(text, match.start()), match.start()):
+                if not config.cue_re.search(text, max(start, _sentence_start(text, match.start())), match.start()):
                     continue
-            if best is None or match.end() > best[0]:
-                best = (match.end(), re.sub(r"\s+", "", answer) if not needs_constant else answer)
-    return best[1] if best else None
+            answer = answer if needs_constant else re.sub(r"\s+", "", answer)
+            yield _Commitment(match.start("ans"), _sentence_end(text, match.start("ans"), end), answer, "equation")
 
 
 # "the answer is indeed 12": the phrase capture keeps the adverb, which is no part of the answer.
@@ -258,33 +321,52 @@ _FILLER_RE = re.compile(r"^(?:(?:indeed|still|also|just|probably|likely|definite
                         re.IGNORECASE)
 
 
-def _segment_answer(text: str, config: RoundConfig) -> tuple[str, str] | None:
-    found = extract_answer(text)
-    if found is not None and found.text.strip():
-        answer = found.text.strip()
-        if found.method == "phrase":
-            answer = _FILLER_RE.sub("", answer) or answer
-        return answer, found.method
+def _commitments(text: str, span: tuple[int, int], config: RoundConfig) -> list[_Commitment]:
+    """Every answer committed to within `span`, in order, one per sentence (the strongest kind, then the
+    last one of that kind, as `extract_answer` picks)."""
+    found = [*_boxed_commitments(text, span), *_phrase_commitments(text, span, config)]
     if config.equation_answers:
-        answer = _equation_answer(text, config)
-        if answer:
-            return answer, "equation"
-    return None
+        found += _equation_commitments(text, span, config)
+    per_sentence: dict[int, _Commitment] = {}
+    for item in found:
+        best = per_sentence.get(item.end)
+        if best is None or (_METHOD_RANK[item.method], -item.pos) < (_METHOD_RANK[best.method], -best.pos):
+            per_sentence[item.end] = item
+    return sorted(per_sentence.values(), key=lambda item: item.end)
+
+
+def _same_answer(left: str, right: str) -> bool:
+    return re.sub(r"\s+|\$", "", left) == re.sub(r"\s+|\$", "", right)
 
 
 def _split_region(response: str, span: tuple[int, int], config: RoundConfig) -> list[Round]:
+    """Rounds of one region: each ends at a committed answer; the next starts at the first reflection
+    marker after it (or right after it when none comes before the next answer)."""
+    markers = _markers(response, span, config)
     rounds: list[Round] = []
-    pending: tuple[int, str | None] | None = None  # (start, marker) of segments still without an answer
-    for seg_start, seg_end, marker in _segments(response, span, config):
-        found = _segment_answer(response[seg_start:seg_end], config)
-        if found is None:
-            if pending is None:
-                pending = (seg_start, marker)
+    start = span[0]
+    marker = next((text for pos, text in markers if pos == start), None)
+    last_end = span[0]
+    for item in _commitments(response, span, config):
+        reflected = [(pos, text) for pos, text in markers if last_end <= pos < item.pos]
+        if rounds and not reflected and _same_answer(rounds[-1].answer, item.answer):
+            # The same answer again without reflecting in between restates the conclusion: same round,
+            # answered in the strongest form it took ("so 2 * 13 = 26. The answer is \\boxed{26}.").
+            last = rounds[-1]
+            answer, method = (
+                (item.answer, item.method) if _METHOD_RANK[item.method] <= _METHOD_RANK[last.method]
+                else (last.answer, last.method)
+            )
+            rounds[-1] = Round(last.start, item.end, answer, method, last.marker)
+            last_end = item.end
             continue
-        start, opened_by = pending if pending is not None else (seg_start, marker)
-        rounds.append(Round(start, seg_end, found[0], found[1], opened_by))
-        pending = None
-    if pending is not None and rounds:  # reflections that reach no new answer belong to the last round
+        if rounds:
+            start, marker = reflected[0] if reflected else (last_end, None)
+            previous = rounds[-1]
+            rounds[-1] = Round(previous.start, start, previous.answer, previous.method, previous.marker)
+        rounds.append(Round(start, item.end, item.answer, item.method, marker))
+        last_end = item.end
+    if rounds:  # reflections after the last answer that reach no new one belong to the last round
         last = rounds[-1]
         rounds[-1] = Round(last.start, span[1], last.answer, last.method, last.marker)
     return rounds
