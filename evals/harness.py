@@ -29,10 +29,12 @@ from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, read_jsonl, repair_tail, sha256_file
 
 __all__ = [
+    "TOKEN_COUNTS",
     "ConfigMismatch",
     "DEFAULT_EFFORT",
     "EvalConfig",
     "MODEL_BACKENDS",
+    "counted_text",
     "run_eval",
 ]
 
@@ -42,8 +44,10 @@ _SECRET_HINTS = ("key", "token", "secret", "password")
 
 # Keys of config.json that, when they differ, mean the samples on disk are not the ones asked for.
 IDENTITY_KEYS: tuple[str, ...] = (
-    "model", "backend", "temperature", "top_p", "max_tokens", "seed", "tokenizer", "responses",
+    "model", "backend", "temperature", "top_p", "max_tokens", "seed", "tokenizer", "responses", "count_tokens",
 )
+# What `tokens` counts: the whole response, or only the thought part of thought-and-summary models.
+TOKEN_COUNTS: tuple[str, ...] = ("response", "thought")
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total or None)
 
@@ -74,8 +78,11 @@ class EvalConfig:
     timeout: float = 5.0
     greedy: bool = False
     backend_options: tuple[tuple[str, Any], ...] = ()
+    count_tokens: str = "response"
 
     def __post_init__(self) -> None:
+        if self.count_tokens not in TOKEN_COUNTS:
+            raise ValueError(f"--count-tokens must be one of {', '.join(TOKEN_COUNTS)}, got {self.count_tokens!r}")
         if self.backend not in (*MODEL_BACKENDS, "responses"):
             raise ValueError(f"unknown backend {self.backend!r} (vllm, hf, openai or responses)")
         if self.backend == "responses" and not self.responses:
@@ -350,6 +357,23 @@ def response_rows(
         yield row
 
 
+def counted_text(response: str, count: str) -> str:
+    """The part of a response whose tokens `tokens` holds. `response`: all of it. `thought`: only the thought
+    part of a thought-and-summary response (Sky-T1 / STILL-2 `<|begin_of_thought|>…<|end_of_thought|>`, or
+    `<think>…</think>`), as the paper counts such models; a response with no thought block counts whole."""
+    from tops_plugin.answers import THINKING_TAGS, split_thinking
+
+    if count == "response":
+        return response
+    reasoning, _final = split_thinking(response)
+    if not reasoning:
+        return response
+    for open_tag, _close in THINKING_TAGS:
+        if reasoning.lstrip().startswith(open_tag):
+            return reasoning.lstrip()[len(open_tag):]
+    return reasoning
+
+
 def judge_rows(
     rows: Iterable[dict], samples_path: Path, config: EvalConfig, progress: Progress | None, batch: int = 512
 ) -> int:
@@ -357,16 +381,25 @@ def judge_rows(
 
     Rows from a --responses file are always recounted (their `tokens`, if any, may come from another
     tokenizer); generation records keep the Qwen2.5 count the backend wrote, unless --tokenizer is set.
+    With `count_tokens="thought"` every row is recounted over its thought part (`counted_text`) and the
+    whole response's count is kept as `response_tokens`.
     """
     from tops_plugin.tokens import load_tokenizer, with_token_counts
     from tops_plugin.verifier import Verifier
 
     tokenizer = load_tokenizer(config.tokenizer)
-    counted = with_token_counts(rows, tokenizer=tokenizer, recount=config.tokenizer is not None or config.backend == "responses", batch_size=batch)
+    if config.count_tokens == "response":
+        recount = config.tokenizer is not None or config.backend == "responses"
+        counted = with_token_counts(rows, tokenizer=tokenizer, recount=recount, batch_size=batch)
+    else:
+        whole = with_token_counts(rows, tokenizer=tokenizer, field="response_tokens", recount=True, batch_size=batch)
+        counted = with_token_counts(_with_counted_text(whole, config.count_tokens), key=_COUNTED_KEY,
+                                    tokenizer=tokenizer, recount=True, batch_size=batch)
     pending: deque[dict] = deque()
 
     def items() -> Iterator[tuple[str, str, bool]]:
         for row in counted:
+            row.pop(_COUNTED_KEY, None)
             pending.append(row)
             yield row["response"], str(row["answer"]), row.get("finish_reason") == "length"
 
@@ -382,6 +415,15 @@ def judge_rows(
     if progress is not None:
         progress("judge", written, written)
     return written
+
+
+_COUNTED_KEY = "_counted_text"  # transient: the text `tokens` is counted over (never written)
+
+
+def _with_counted_text(rows: Iterable[dict], count: str) -> Iterator[dict]:
+    for row in rows:
+        row[_COUNTED_KEY] = counted_text(row["response"], count)
+        yield row
 
 
 # ------------------------------------------------------------------------------------------------- summary

@@ -11,7 +11,16 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
-__all__ = ["compare_rows", "compare_csv", "compare_markdown", "display_name", "render_report"]
+__all__ = [
+    "compare_csv",
+    "compare_levels_markdown",
+    "compare_markdown",
+    "compare_rows",
+    "display_name",
+    "level_table",
+    "paper_markdown",
+    "render_report",
+]
 
 DISPLAY_NAMES = {"gsm8k": "GSM8K", "math500": "MATH500", "aime2024": "AIME2024"}
 
@@ -66,6 +75,24 @@ def _protocol(config: dict) -> str:
     )
 
 
+def level_table(rows: Sequence[tuple[str, dict]]) -> list[str]:
+    """Markdown lines of accuracy and mean tokens per difficulty level (MATH's Table 6 shape), one row per
+    (label, results cell); empty when no cell has levels. Works for any benchmark whose problems carry a
+    `level`."""
+    levels = sorted({lvl for _, cell in rows for lvl in cell.get("by_level", {})}, key=lambda k: (len(k), k))
+    if not levels:
+        return []
+    header = ["Model"] + [f"L{lvl} {part}" for lvl in levels for part in ("Acc", "#Tokens")]
+    body = []
+    for label, cell in rows:
+        row = [label]
+        for lvl in levels:
+            entry = cell.get("by_level", {}).get(lvl)
+            row += ["-", "-"] if entry is None else [_pct(entry["accuracy"]), _num(entry["tokens_mean"])]
+        body.append(row)
+    return _table(header, body)
+
+
 def render_report(summary: dict) -> str:
     """report.md: accuracy / tokens per benchmark (Table 3), details, MATH levels (Table 6), o1 estimate."""
     results, config = summary["results"], summary.get("config", {})
@@ -75,7 +102,9 @@ def render_report(summary: dict) -> str:
         f"# Evaluation of `{model}`",
         "",
         f"Backend `{summary.get('backend')}`; {_protocol(config)}. Accuracy in %, mean ± std over samples "
-        "(one accuracy per sample index); tokens = mean response length in Qwen2.5 tokens.",
+        "(one accuracy per sample index); tokens = mean "
+        + ("length of the thought part" if config.get("count_tokens") == "thought" else "response length")
+        + " in Qwen2.5 tokens.",
         "",
     ]
     header = ["Model"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
@@ -111,19 +140,9 @@ def render_report(summary: dict) -> str:
     lines += _table(header, rows)
 
     for bench in benches:
-        levels = sorted({lvl for cell in results[bench].values() for lvl in cell.get("by_level", {})}, key=lambda k: (len(k), k))
-        if not levels:
-            continue
-        lines += ["", f"## {display_name(bench)} by level", ""]
-        header = ["Model"] + [f"L{lvl} {part}" for lvl in levels for part in ("Acc", "#Tokens")]
-        rows = []
-        for effort, cell in results[bench].items():
-            row = [_row_label(model, effort)]
-            for lvl in levels:
-                entry = cell.get("by_level", {}).get(lvl)
-                row += ["-", "-"] if entry is None else [_pct(entry["accuracy"]), _num(entry["tokens_mean"])]
-            rows.append(row)
-        lines += _table(header, rows)
+        table = level_table([(_row_label(model, effort), cell) for effort, cell in results[bench].items()])
+        if table:
+            lines += ["", f"## {display_name(bench)} by level", "", *table]
 
     o1_rows = [
         [display_name(bench), effort, str(cell["o1_estimate"]["n_samples"]),
@@ -196,3 +215,59 @@ def compare_csv(runs: Sequence[tuple[str, dict]]) -> str:
     for row in rows:
         writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
     return buffer.getvalue()
+
+
+def compare_levels_markdown(runs: Sequence[tuple[str, dict]]) -> str:
+    """Per benchmark with difficulty levels (MATH500, or any set whose problems carry `level`): one table
+    of accuracy and mean tokens per level, one row per run and effort."""
+    benches: list[str] = []
+    for _, summary in runs:
+        benches += [b for b in summary["results"] if b not in benches]
+    lines: list[str] = []
+    for bench in benches:
+        rows = [(_row_label(label, effort), cell) for label, summary in runs
+                for effort, cell in summary["results"].get(bench, {}).items()]
+        table = level_table(rows)
+        if table:
+            lines += ["", f"## {display_name(bench)} by level", "", *table]
+    return "\n".join(lines).lstrip("\n") + ("\n" if lines else "")
+
+
+def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
+    """The paper's Table 3 layout: accuracy (%, ± std over seeds when sampled) and mean tokens per model and
+    benchmark, with each published row of `reference` (an `evals.reference.Reference`) right under the run
+    it corresponds to and labelled as published figures."""
+    benches, rows = compare_rows(runs)
+    ref_rows = list(reference.rows) if reference is not None else []
+    for ref in ref_rows:
+        benches += [b for b in ref.results if b not in benches]
+    samples = {label: summary.get("config", {}).get("n_samples", 1) for label, summary in runs}
+    header = ["Model", "Figures"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
+    body: list[list[str]] = []
+
+    def published(ref) -> list[str]:
+        cells = [f"{ref.model} (paper)", "published"]
+        for bench in benches:
+            cell = ref.results.get(bench)
+            cells += ["-", "-"] if cell is None else [f"{cell['accuracy']:.2f}", _num(cell["tokens"])]
+        return cells
+
+    for row in rows:
+        cells = [_row_label(row["run"], row["effort"]), "ours"]
+        for bench in benches:
+            acc = row.get(f"{bench}_acc")
+            if acc is None:
+                cells += ["-", "-"]
+                continue
+            text = f"{acc:.2f}" + (f" ± {row[f'{bench}_std']:.2f}" if samples.get(row["run"], 1) > 1 else "")
+            cells += [text, _num(row[f"{bench}_tokens"])]
+        body.append(cells)
+        for ref in [r for r in ref_rows if r.run == row["run"] and r.effort == row["effort"]]:
+            body.append(published(ref))
+            ref_rows.remove(ref)
+    body += [published(ref) for ref in ref_rows]  # published rows without a run of ours
+    caption = ("Accuracy in % (± population std over sample seeds), #Tokens = mean response length in "
+               "Qwen2.5 tokens.")
+    if reference is not None:
+        caption += f" Rows marked *published* are the figures of {reference.source}, not ours."
+    return "\n".join([caption, "", *_table(header, body)]) + "\n"

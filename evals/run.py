@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
-from evals.harness import DEFAULT_EFFORT, ConfigMismatch, EvalConfig, run_eval
+from evals.harness import DEFAULT_EFFORT, TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
 from tops_plugin.jsonl import JsonlError
 
 
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--responses", default=None, help="JSONL of responses to score (with --backend responses)")
     parser.add_argument("--out", required=True, help="run directory (reused to resume)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer for counting (default: offline Qwen2.5)")
+    parser.add_argument(
+        "--count-tokens", choices=TOKEN_COUNTS, default="response",
+        help="what `tokens` counts: the whole response (default) or only the thought part of "
+        "thought-and-summary models (Sky-T1 / STILL-2), as the paper counts them",
+    )
     parser.add_argument("--workers", type=int, default=None, help="checker processes (default: CPU count)")
     parser.add_argument("--timeout", type=float, default=5.0, help="checker deadline per response, seconds")
     parser.add_argument("--greedy", action="store_true", help="temperature 0, one sample per problem")
@@ -107,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         timeout=args.timeout,
         greedy=args.greedy,
         backend_options=tuple(args.backend_option),
+        count_tokens=args.count_tokens,
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Curation",
     "Data",
     "Eval",
+    "EvalRun",
     "Generation",
     "Iteration",
     "Models",
@@ -277,10 +278,45 @@ class RL:
 
 
 @dataclass(frozen=True)
-class Eval:
-    """`python -m evals.run` on each model named in `models` (a stage's model name or a path)."""
+class EvalRun:
+    """One `python -m evals.run` of the eval stage: a model under one decoding protocol.
 
-    models: tuple[str, ...] = ("tops", "iter-sft", "iter-dpo")
+    `model` is a stage's model name (base, teacher, tag, tops, random, iter-sft, iter-dpo, rl) or a path.
+    `greedy` is the paper's instruct baseline (temperature 0, one sample); `efforts` evaluates under effort
+    system prompts (the tag model's Table 2); `count: thought` counts only the thought part of
+    thought-and-summary models (Sky-T1 / STILL-2), as the paper does. A bare string is `{model: NAME}`.
+    """
+
+    model: str
+    greedy: bool = False
+    efforts: tuple[Literal["low", "medium", "high"], ...] = ()
+    count: Literal["response", "thought"] = "response"
+    label: str | None = None  # output folder and row name; default: the model's name (+ "-greedy")
+
+    def __post_init__(self) -> None:
+        _check(self.model.strip(), "model", "must not be empty")
+        _check(len(set(self.efforts)) == len(self.efforts), "efforts", "names an effort twice")
+        _check(self.label is None or (self.label.strip() and "/" not in self.label), "label",
+               "must be a non-empty folder name (no '/')")
+
+    @property
+    def name(self) -> str:
+        """The run's folder under `RUN_DIR/eval` and its row label in the comparison."""
+        if self.label:
+            return self.label
+        return Path(self.model).name + ("-greedy" if self.greedy else "")
+
+
+@dataclass(frozen=True)
+class Eval:
+    """The evaluation stage: `python -m evals.run` per entry of `models`, then one comparison.
+
+    `reference` holds published figures shown beside ours in the comparison, clearly labelled: a mapping
+    `{source: TEXT, rows: [{model: NAME, run: OUR_RUN_LABEL, gsm8k: {accuracy: %, tokens: N}, ...}]}`
+    (checked by `evals.reference`).
+    """
+
+    models: tuple[EvalRun, ...] = (EvalRun("tops"), EvalRun("iter-sft"), EvalRun("iter-dpo"))
     benchmarks: tuple[str, ...] = ("gsm8k", "math500", "aime2024")
     backend: Literal["vllm", "hf", "openai"] = "vllm"
     options: dict[str, Any] = field(default_factory=dict)  # --backend-option KEY=VALUE for evals.run
@@ -289,6 +325,23 @@ class Eval:
     seed: int = 0
     max_tokens: int = 16384
     limit: int | None = None
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.models, "models", "name at least one model")
+        names = [run.name for run in self.models]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        _check(not twice, "models", f"two runs share the label(s) {twice}: give one a `label`")
+        _check(self.n_samples >= 1, "n_samples", "must be >= 1")
+        _check(self.max_tokens >= 1, "max_tokens", "must be >= 1")
+        _check(self.limit is None or self.limit >= 1, "limit", "must be >= 1 (or null for all problems)")
+        if self.reference:
+            from evals.reference import ReferenceError, parse_reference
+
+            try:
+                parse_reference(self.reference)
+            except ReferenceError as exc:
+                raise _Invalid(f"reference.{exc.key}" if exc.key else "reference", exc.reason) from None
 
 
 @dataclass(frozen=True)
@@ -412,6 +465,8 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if hint is ProblemSet and isinstance(value, str):  # a bare path is a whole file
             value = {"path": value}
+        if hint is EvalRun and isinstance(value, str):  # a bare name is that model, default protocol
+            value = {"model": value}
         return _build(hint, value, key, source)
     if origin is Literal:
         if value not in args:

@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recipes.config import RL, Cluster, Eval, TrainCommon, TrainRun
+from recipes.config import RL, Cluster, Eval, EvalRun, TrainCommon, TrainRun
 from recipes.manifest import StageFailed, log_tail
 
 __all__ = [
+    "compare_command",
     "dpo_command",
     "eval_command",
     "flags",
@@ -173,23 +174,34 @@ def ppo_command(cluster: Cluster, common: TrainCommon, rl: RL, *, model: str, pr
             cluster.python, "-m", "openrlhf.cli.train_ppo_ray"] + flags(values)
 
 
-def eval_command(ev: Eval, *, model: str, out_dir: Path, data_dir: str | None = None,
+def eval_command(ev: Eval, run: EvalRun, *, model: str, out_dir: Path, data_dir: str | None = None,
                  python: str = sys.executable) -> list[str]:
-    """`python -m evals.run` with the paper's evaluation settings (DESIGN §4)."""
+    """`python -m evals.run` for one run of the eval stage: the paper's sampling protocol (DESIGN §4), or
+    greedy decoding, under the run's effort prompts and token counting."""
     values: dict[str, Any] = {
         "model": model,
         "backend": ev.backend,
         "benchmarks": ",".join(ev.benchmarks),
-        "n-samples": ev.n_samples,
-        "temperature": ev.temperature,
+        "greedy": run.greedy,
+        "n-samples": None if run.greedy else ev.n_samples,
+        "temperature": None if run.greedy else ev.temperature,
         "seed": ev.seed,
         "max-tokens": ev.max_tokens,
+        "effort": ",".join(run.efforts) or None,
+        "count-tokens": None if run.count == "response" else run.count,
         "limit": ev.limit,
         "data-dir": data_dir,
         "out": out_dir,
     }
     options = [arg for key, value in ev.options.items() for arg in ("--backend-option", f"{key}={value}")]
     return [python, "-m", "evals.run"] + flags(values) + options
+
+
+def compare_command(run_dirs: Sequence[Path], *, out_dir: Path, reference: Path | None = None,
+                    python: str = sys.executable) -> list[str]:
+    """`python -m evals.compare` over the eval stage's runs, with published figures beside ours."""
+    return [python, "-m", "evals.compare", *map(str, run_dirs), "--out", str(out_dir)] + (
+        ["--reference", str(reference)] if reference is not None else [])
 
 
 def run_command(stage: str, command: Sequence[str], log_path: Path, *, cwd: Path | None = None,

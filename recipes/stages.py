@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import shlex
@@ -29,7 +30,7 @@ from recipes import launch
 from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
 from recipes.manifest import digest
 from tops_plugin.efforts import EFFORTS
-from tops_plugin.jsonl import read_jsonl, write_jsonl
+from tops_plugin.jsonl import atomic_writer, read_jsonl, write_jsonl
 from tops_plugin.selection import low_effort_seed_rows
 
 __all__ = ["Hooks", "Layout", "RunContext", "StagePlan", "plan_all", "plan_stage"]
@@ -443,17 +444,33 @@ def _eval_model(recipe: Recipe, layout: Layout, name: str) -> tuple[str, Path | 
 
 
 def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
-    commands, inputs, outputs = [], [], []
-    for name in recipe.eval.models:
-        model, model_dir = _eval_model(recipe, layout, name)
-        out_dir = layout.data("eval", Path(name).name)
-        commands.append(tuple(launch.eval_command(recipe.eval, model=model, out_dir=out_dir,
-                                                  data_dir=recipe.data.dir)))
+    """`evals.run` per entry of `eval.models` (Table 2: the tag model under each effort; Table 3: the base
+    model greedy and sampled, TOPS and the baselines sampled), then one comparison in the paper's layout
+    with the published figures of `eval.reference` beside ours."""
+    ev = recipe.eval
+    commands, inputs, run_dirs = [], [], []
+    for run in ev.models:
+        model, model_dir = _eval_model(recipe, layout, run.model)
+        out_dir = layout.data("eval", run.name)
+        commands.append(tuple(launch.eval_command(ev, run, model=model, out_dir=out_dir, data_dir=recipe.data.dir)))
         inputs += [model_dir] if model_dir else []
-        outputs.append(out_dir / "summary.json")
+        run_dirs.append(out_dir)
+    reference = layout.data("eval", "reference.json") if ev.reference else None
+    compare_dir = layout.data("eval", "compare")
+    commands.append(tuple(launch.compare_command(run_dirs, out_dir=compare_dir, reference=reference)))
+
+    def work(ctx: RunContext) -> None:
+        with atomic_writer(reference, "w") as handle:
+            json.dump(ev.reference, handle, indent=2)
+
     return StagePlan(
-        name="eval", summary=f"evaluate {', '.join(recipe.eval.models)} on {', '.join(recipe.eval.benchmarks)}",
-        inputs=tuple(inputs), outputs=tuple(outputs), commands=tuple(commands), hooks=hooks,
+        name="eval",
+        summary=f"evaluate {', '.join(run.name for run in ev.models)} on {', '.join(ev.benchmarks)}, then compare"
+                + (" with the published figures" if reference else ""),
+        inputs=tuple(inputs),
+        outputs=tuple(d / "summary.json" for d in run_dirs) + (compare_dir / "compare.md",),
+        commands=tuple(commands), work=work if reference else None, hooks=hooks,
+        settings={"reference": ev.reference},
     )
 
 

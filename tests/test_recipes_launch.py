@@ -148,9 +148,12 @@ def test_eval_commands_parse_with_evals_run(config, tmp_path):
 
     recipe = load_config(CONFIGS / config, {"run_dir": str(tmp_path)})
     (plan,) = plan_all(recipe, ["eval"])
-    assert len(plan.commands) == len(recipe.eval.models)
-    for command, name in zip(plan.commands, recipe.eval.models):
+    *runs, comparison = plan.commands
+    assert len(runs) == len(recipe.eval.models)
+    for command, run in zip(runs, recipe.eval.models):
         assert list(command[1:3]) == ["-m", "evals.run"]
         args = build_parser().parse_args(list(command[3:]))
-        assert args.backend == recipe.eval.backend and args.n_samples == recipe.eval.n_samples
-        assert args.max_tokens == recipe.eval.max_tokens and args.out == str(tmp_path / "eval" / name)
+        assert args.backend == recipe.eval.backend and args.greedy == run.greedy
+        assert args.n_samples == (None if run.greedy else recipe.eval.n_samples)
+        assert args.max_tokens == recipe.eval.max_tokens and args.out == str(tmp_path / "eval" / run.name)
+    assert list(comparison[1:3]) == ["-m", "evals.compare"]
