@@ -1,9 +1,12 @@
 """`python -m evals.compare RUN_DIR... [--out DIR]`: several runs side by side (Markdown and CSV).
 
-Rows are runs x efforts; columns are each benchmark's accuracy ± std (%) and mean tokens. Then the same
-figures in the paper's layout, with published figures beside ours when `--reference FILE` names them
-(see `evals.reference`), and accuracy and tokens by difficulty level for benchmarks with levels. Reads
-only each run's summary.json.
+Rows are runs x efforts; columns are each benchmark's accuracy (%, ± std only with two or more samples
+per problem), mean tokens, problems covered and samples per problem. Then the same figures in the paper's
+layout, with published figures beside ours when `--reference FILE` names them (see `evals.reference`), and
+accuracy and tokens by difficulty level for benchmarks with levels. Runs that cover different problems are
+named with a warning; ``--common-problems`` recomputes every figure on the problems all runs cover
+(`evals.comparison`). With ``--out``, also ``accuracy_vs_tokens.png``: the paper's Figure 1 view, one
+point per run (and effort) per benchmark.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+from evals.comparison import on_common_problems, problem_set_differences
+from evals.plots import runs_accuracy_vs_tokens
 from evals.reference import load_reference
-from evals.report import compare_csv, compare_levels_markdown, compare_markdown, paper_markdown
+from evals.report import compare_csv, compare_levels_markdown, compare_markdown, display_name, paper_markdown
 from tops_plugin.jsonl import atomic_writer
 
 
@@ -39,17 +44,33 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.compare", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="evals.run output directories")
-    parser.add_argument("--out", default=None, help="write compare.md and compare.csv here")
+    parser.add_argument("--out", default=None, help="write compare.md, compare.csv and accuracy_vs_tokens.png here")
     parser.add_argument("--reference", default=None, metavar="FILE",
                         help="published figures (YAML/JSON, see evals.reference) shown beside ours, labelled")
+    parser.add_argument("--common-problems", action="store_true",
+                        help="recompute every figure on the problems all runs cover (from their samples.jsonl)")
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.runs)
         reference = None if args.reference is None else load_reference(args.reference)
+        differences = problem_set_differences(runs)
+        if args.common_problems:
+            runs = on_common_problems(runs, [_run_dir(path) for path in args.runs])
     except (FileNotFoundError, ValueError) as exc:  # a bad reference raises ReferenceError, a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    markdown = compare_markdown(runs)
+    notes = []
+    if differences and args.common_problems:
+        notes = ["> Figures recomputed on the problems every run covers: "
+                 + "; ".join(f"{display_name(d.benchmark)} {d.common}" for d in differences) + "."]
+    elif differences:
+        notes = ["> **Runs cover different problems**, so their figures are not comparable as they stand:"]
+        notes += [f"> - {d.describe()}" for d in differences]
+        notes += ["> Rerun with `--common-problems` to compare on the problems all runs cover."]
+        for difference in differences:
+            print(f"warning: {difference.describe()}; --common-problems compares on those {difference.common}",
+                  file=sys.stderr)
+    markdown = ("\n".join(notes) + "\n\n" if notes else "") + compare_markdown(runs)
     markdown += "\n## In the paper's layout\n\n" + paper_markdown(runs, reference)
     levels = compare_levels_markdown(runs)
     if levels:
@@ -60,9 +81,15 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(markdown)
         with atomic_writer(out / "compare.csv", "w") as handle:
             handle.write(compare_csv(runs))
-        print(f"wrote {out / 'compare.md'} and {out / 'compare.csv'}", file=sys.stderr)
+        plot = runs_accuracy_vs_tokens(runs, out / "accuracy_vs_tokens.png")
+        print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f" and {plot}" if plot else ""), file=sys.stderr)
     print(markdown, end="")
     return 0
+
+
+def _run_dir(text: str) -> Path:
+    path = Path(text)
+    return path if path.is_dir() else path.parent
 
 
 if __name__ == "__main__":

@@ -469,8 +469,9 @@ def build_summary(
     results = {}
     for item in data:
         per_effort = groups.get(item.name, {})
+        level_totals = Counter(str(p["level"]) for p in item.problems if p.get("level") is not None)
         results[item.name] = {
-            label: summarize(per_effort[label], n_problems_expected=len(item.problems))
+            label: summarize(per_effort[label], n_problems_expected=len(item.problems), level_totals=level_totals)
             for label in sorted(per_effort, key=lambda label: order.get(label, len(order)))
             if per_effort[label]
         }

@@ -8,12 +8,17 @@ A row here is a judged sample record (or any dict) with at least `id`, `sample`,
   greedy decoding gives 0.0, not undefined);
 * pass@k: the unbiased estimator of Chen et al. (2021), averaged over problems, for k up to the fewest
   samples any problem has;
+* coverage: a problem without any response is *missing*, not wrong; every figure covers the problems that
+  have responses, and `n_problems_missing` says how many did not (reports print it beside the accuracy);
+* uncertainty of a proportion (accuracy over a handful of responses): the Wilson score interval, which
+  stays inside [0, 1] and is sane for 0 of 3 or 3 of 3, unlike the normal approximation;
 * tokens are the rows' `tokens` (Qwen2.5 tokens of the visible response); the o1 estimate adds the hidden
   reasoning tokens of API models from their `usage` (DESIGN section 1.8).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +37,7 @@ __all__ = [
     "token_stats",
     "usage_tokens",
     "verdict_counts",
+    "wilson_interval",
 ]
 
 VERDICTS: tuple[str, ...] = ("correct", "wrong", "no_answer", "timeout", "error")
@@ -57,6 +63,19 @@ def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float:
     if not counts:
         raise ValueError("pass@k over no problems")
     return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion `successes / n`; None when n is 0."""
+    if not 0 <= successes <= n:
+        raise ValueError(f"Wilson interval needs 0 <= successes <= n (successes={successes}, n={n})")
+    if n == 0:
+        return None
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def default_ks(n: int) -> list[int]:
@@ -109,8 +128,10 @@ def verdict_counts(rows: Iterable[Mapping]) -> dict[str, int]:
     }
 
 
-def by_level(rows: Iterable[Mapping]) -> dict[str, dict]:
-    """Accuracy and tokens per difficulty level (MATH500's 1-5, like the paper's Table 6)."""
+def by_level(rows: Iterable[Mapping], level_totals: Mapping[str, int] | None = None) -> dict[str, dict]:
+    """Accuracy and tokens per difficulty level (MATH500's 1-5, like the paper's Table 6).
+
+    `level_totals` (problems per level in the benchmark) adds ``n_problems_expected`` to each level."""
     groups: dict[str, list[Mapping]] = defaultdict(list)
     for row in rows:
         if row.get("level") is not None:
@@ -124,6 +145,8 @@ def by_level(rows: Iterable[Mapping]) -> dict[str, dict]:
             "accuracy": sum(bool(row["correct"]) for row in members) / len(members),
             "tokens_mean": statistics.fmean(int(row["tokens"]) for row in members),
         }
+        if level_totals is not None and level in level_totals:
+            table[level]["n_problems_expected"] = int(level_totals[level])
     return table
 
 
@@ -167,8 +190,14 @@ def o1_estimate(rows: Iterable[Mapping]) -> dict | None:
     }
 
 
-def summarize(rows: Sequence[Mapping], n_problems_expected: int | None = None) -> dict:
-    """Every figure of one benchmark x effort (the `results[BENCHMARK][EFFORT]` object of summary.json)."""
+def summarize(
+    rows: Sequence[Mapping], n_problems_expected: int | None = None, level_totals: Mapping[str, int] | None = None
+) -> dict:
+    """Every figure of one benchmark x effort (the `results[BENCHMARK][EFFORT]` object of summary.json).
+
+    `n_problems_expected` (problems asked for) adds ``n_problems_missing``; `level_totals` does the same
+    per level. ``problem_ids`` lists the problems covered, so runs can be compared on the same problems.
+    """
     if not rows:
         raise ValueError("no responses to summarize")
     per_problem: dict[str, list[bool]] = defaultdict(list)
@@ -190,11 +219,13 @@ def summarize(rows: Sequence[Mapping], n_problems_expected: int | None = None) -
         "verdicts": verdict_counts(rows),
     }
     if n_problems_expected is not None:
+        result["n_problems_expected"] = n_problems_expected
         result["n_problems_missing"] = max(n_problems_expected - len(per_problem), 0)
-    levels = by_level(rows)
+    levels = by_level(rows, level_totals)
     if levels:
         result["by_level"] = levels
     o1 = o1_estimate(rows)
     if o1 is not None:
         result["o1_estimate"] = o1
+    result["problem_ids"] = sorted(per_problem)
     return result

@@ -1,17 +1,23 @@
-"""PNG plots of a run: the accuracy/length trade-off and where the tokens go.
+"""PNG plots of a run and of several runs: the accuracy/length trade-off and where the tokens go.
 
-Drawn with matplotlib's Agg backend (no display needed), written atomically next to summary.json.
+Drawn with matplotlib's Agg backend (no display needed), written atomically. Every plot says how much
+it knows: coverage (problems with responses / asked for) beside incomplete accuracies, ``n`` beside every
+group, error bars only where there are two or more samples to spread, integer ticks on counts, and an
+accuracy axis that stays within 0-100 % (an all-zero run draws at 0, not on a -0.04..0.04 axis).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from evals.report import display_name
+from evals.report import coverage, display_name
 from tops_plugin.jsonl import atomic_writer
 
-__all__ = ["write_plots"]
+__all__ = ["accuracy_axis", "runs_accuracy_vs_tokens", "write_plots"]
+
+PANEL_SIZE = (4.4, 3.6)
 
 
 def _pyplot():
@@ -23,32 +29,70 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> str:
-    with atomic_writer(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+def _panels(count: int, height: float = PANEL_SIZE[1]):
+    """A row of `count` panels with constrained layout (titles and a figure title never overlap)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(count, 1), figsize=(PANEL_SIZE[0] * max(count, 1), height), squeeze=False,
+                             layout="constrained")
+    return plt, fig, list(axes[0])
+
+
+def _save(plt, fig, path: Path) -> str:
+    try:
+        with atomic_writer(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return str(path)
 
 
+def accuracy_axis(ax, values: Sequence[float], label: str = "accuracy (%)") -> None:
+    """A y axis in % that shows the points with some room, whole tens at the ends, within 0-100."""
+    finite = [v for v in values if v is not None and math.isfinite(v)] or [0.0]
+    low = max(0.0, math.floor((min(finite) - 5) / 10) * 10)
+    high = min(100.0, math.ceil((max(finite) + 5) / 10) * 10)
+    ax.set_ylim(low, max(high, low + 10))
+    ax.set_ylabel(label)
+
+
+def _tokens_axis(ax, xs: Sequence[float], label: str = "mean response tokens (Qwen2.5)") -> None:
+    ax.set_xlim(0, max([x for x in xs if x is not None] + [1.0]) * 1.25)
+    ax.set_xlabel(label)
+
+
+def _counts_axis(ax, label: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(label)
+
+
+def _point_label(name: str, cell: Mapping) -> str:
+    covered = coverage(cell)
+    return name if covered is None else f"{name} ({covered[0]}/{covered[1]})"
+
+
 def accuracy_vs_tokens(summary: Mapping, path: Path) -> str:
-    """One panel per benchmark: accuracy (mean ± std) against mean tokens, one point per effort."""
-    plt = _pyplot()
+    """One panel per benchmark: accuracy against mean tokens, one point per effort (± std over samples
+    when there are two or more per problem; coverage beside incomplete points)."""
     results = summary["results"]
     benches = [bench for bench in results if results[bench]]
-    fig, axes = plt.subplots(1, max(len(benches), 1), figsize=(4.2 * max(len(benches), 1), 3.6), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    plt, fig, axes = _panels(len(benches))
+    for ax, bench in zip(axes, benches):
+        xs, ys = [], []
         for effort, cell in results[bench].items():
             x, y = cell.get("tokens_mean") or 0.0, 100 * cell["accuracy_mean"]
-            ax.errorbar(x, y, yerr=100 * cell["accuracy_std"], fmt="o", capsize=3, label=effort)
-            ax.annotate(effort, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            spread = 100 * cell["accuracy_std"] if cell.get("samples_per_problem_max", 1) >= 2 else None
+            ax.errorbar(x, y, yerr=spread, fmt="o", capsize=3)
+            ax.annotate(_point_label(effort, cell), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            xs.append(x)
+            ys.append(y)
         ax.set_title(display_name(bench))
-        ax.set_xlabel("mean response tokens (Qwen2.5)")
-        ax.set_ylabel("accuracy (%)")
+        accuracy_axis(ax, ys)
+        _tokens_axis(ax, xs)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{summary.get('model', '')}: accuracy vs tokens")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def _histograms(ax, series: Mapping[str, Sequence[int]], title: str) -> None:
@@ -56,6 +100,8 @@ def _histograms(ax, series: Mapping[str, Sequence[int]], title: str) -> None:
     import numpy as np
 
     values = np.asarray([v for tokens in series.values() for v in tokens], dtype=float)
+    ax.set_title(title)
+    _counts_axis(ax, "responses")
     if values.size == 0:
         return
     low, high = float(values.min()), float(np.percentile(values, 99))
@@ -67,43 +113,49 @@ def _histograms(ax, series: Mapping[str, Sequence[int]], title: str) -> None:
         if len(tokens):
             ax.hist(np.clip(tokens, low, high), bins=30, range=(low, high), histtype="step", linewidth=1.4,
                     label=f"{label} (n={len(tokens)})")
-    ax.set_title(title)
-    ax.set_xlabel("response tokens (Qwen2.5)" + (", last bin: >= 99th percentile" if folded else ""))
-    ax.set_ylabel("responses")
+    ax.set_xlabel("response tokens (Qwen2.5)" + ("; last bin ≥ 99th pct" if folded else ""))
     ax.legend(fontsize=7)
 
 
 def tokens_by_effort(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Mapping]]], path: Path) -> str:
     """One panel per benchmark: the token-length histogram of each effort."""
-    plt = _pyplot()
     benches = [bench for bench in summary["results"] if groups.get(bench)]
-    fig, axes = plt.subplots(1, max(len(benches), 1), figsize=(4.2 * max(len(benches), 1), 3.4), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    plt, fig, axes = _panels(len(benches))
+    for ax, bench in zip(axes, benches):
         series = {effort: [row["tokens"] for row in rows] for effort, rows in groups[bench].items()}
         _histograms(ax, series, display_name(bench))
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
+
+
+def _level_key(level: str) -> tuple:
+    return (0, int(level), "") if level.isdigit() else (1, 0, level)
 
 
 def tokens_by_level(bench: str, rows_by_effort: Mapping[str, Sequence[Mapping]], path: Path) -> str | None:
-    """One panel per effort: token-length histograms per difficulty level (MATH500's 1-5)."""
+    """One panel per effort: a box per difficulty level (MATH500's 1-5) of response tokens, n under each,
+    the mean as a dot; boxes side by side can be told apart where overlaid histograms cannot."""
     efforts = [effort for effort, rows in rows_by_effort.items() if any(r.get("level") is not None for r in rows)]
     if not efforts:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(efforts), figsize=(4.2 * len(efforts), 3.4), squeeze=False)
-    for ax, effort in zip(axes[0], efforts):
+    plt, fig, axes = _panels(len(efforts), height=3.8)
+    for ax, effort in zip(axes, efforts):
         series: dict[str, list[int]] = {}
         for row in rows_by_effort[effort]:
             if row.get("level") is not None:
-                series.setdefault(f"level {row['level']}", []).append(row["tokens"])
-        _histograms(ax, dict(sorted(series.items())), f"{display_name(bench)} ({effort})")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+                series.setdefault(str(row["level"]), []).append(row["tokens"])
+        levels = sorted(series, key=_level_key)
+        ax.boxplot([series[level] for level in levels], showmeans=True, widths=0.6,
+                   meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black",
+                              "markersize": 5},
+                   flierprops={"marker": ".", "markersize": 4, "alpha": 0.5})
+        ax.set_xticks(range(1, len(levels) + 1), [f"{level}\nn={len(series[level])}" for level in levels])
+        ax.set_xlabel("level")
+        ax.set_ylabel("response tokens (Qwen2.5)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{display_name(bench)} ({effort})")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("tokens by difficulty level (box: quartiles; dot: mean)", fontsize=10)
+    return _save(plt, fig, path)
 
 
 def write_plots(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Mapping]]], out: str | Path) -> dict[str, str]:
@@ -120,3 +172,42 @@ def write_plots(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Map
         if path is not None:
             files[f"plot_tokens_by_level_{bench}"] = path
     return files
+
+
+def runs_accuracy_vs_tokens(runs: Sequence[tuple[str, Mapping]], path: str | Path) -> str | None:
+    """The paper's Figure 1 view of several runs: per benchmark, accuracy against mean tokens, one point
+    per run (and effort), a run's efforts joined in token order. None when no run has results."""
+    benches: list[str] = []
+    for _, summary in runs:
+        benches += [b for b, cells in summary["results"].items() if cells and b not in benches]
+    if not benches:
+        return None
+    plt, fig, axes = _panels(len(benches), height=3.9)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, bench in zip(axes, benches):
+        xs_all, ys_all = [], []
+        for index, (label, summary) in enumerate(runs):
+            cells = summary["results"].get(bench) or {}
+            if not cells:
+                continue
+            color = colors[index % len(colors)]
+            points = sorted(((c.get("tokens_mean") or 0.0, 100 * c["accuracy_mean"], e, c) for e, c in cells.items()),
+                            key=lambda point: point[0])
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            ax.plot(xs, ys, marker="o", color=color, label=label, linewidth=1 if len(points) > 1 else 0)
+            for x, y, effort, cell in points:
+                name = "" if effort == "default" else effort
+                covered = coverage(cell)
+                if covered is not None:
+                    name = f"{name} ({covered[0]}/{covered[1]} problems)".strip()
+                if name:
+                    ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7, color=color)
+            xs_all += xs
+            ys_all += ys
+        ax.set_title(display_name(bench))
+        accuracy_axis(ax, ys_all)
+        _tokens_axis(ax, xs_all)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("accuracy vs mean response tokens, per run")
+    return _save(plt, fig, Path(path))

@@ -12,10 +12,13 @@ import io
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "accuracy_text",
     "compare_csv",
     "compare_levels_markdown",
     "compare_markdown",
     "compare_rows",
+    "coverage",
+    "coverage_warnings",
     "display_name",
     "level_table",
     "paper_markdown",
@@ -37,11 +40,48 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _acc(cell: dict) -> str:
+def coverage(cell: dict) -> tuple[int, int] | None:
+    """(problems with responses, problems asked for) when some problems have none; None when complete."""
+    missing = cell.get("n_problems_missing") or 0
+    return (cell["n_problems"], cell["n_problems"] + missing) if missing else None
+
+
+def _spread(cell: dict) -> bool:
+    """Whether a ± means anything: at least two samples of some problem (one sample has no spread)."""
+    return cell.get("samples_per_problem_max", 1) >= 2 and cell.get("accuracy_std") is not None
+
+
+def accuracy_text(cell: dict) -> str:
+    """Accuracy in %, ``± std`` only with two or more samples, and its coverage when incomplete:
+    ``79.09 (263/500)``."""
     text = _pct(cell.get("accuracy_mean"))
-    if cell.get("samples_per_problem_max", 1) > 1 and cell.get("accuracy_std") is not None:
+    if _spread(cell):
         text += f" ± {_pct(cell['accuracy_std'])}"
-    return text
+    covered = coverage(cell)
+    return text if covered is None else f"{text} ({covered[0]}/{covered[1]})"
+
+
+def _level_accuracy(entry: dict) -> str:
+    text = _pct(entry["accuracy"])
+    expected = entry.get("n_problems_expected")
+    return text if expected is None or entry["n_problems"] >= expected else f"{text} ({entry['n_problems']}/{expected})"
+
+
+def coverage_warnings(summary: dict) -> list[str]:
+    """One sentence per benchmark x effort whose accuracy covers only part of the problems asked for."""
+    warnings = []
+    for bench, per_effort in summary["results"].items():
+        for effort, cell in per_effort.items():
+            covered = coverage(cell)
+            if covered is not None:
+                warnings.append(
+                    f"{display_name(bench)} ({effort}): {covered[1] - covered[0]} of {covered[1]} problems have no "
+                    f"response; its figures cover only the {covered[0]} that do"
+                )
+    for bench, item in summary.get("data", {}).items():
+        if not summary["results"].get(bench):
+            warnings.append(f"{display_name(bench)}: no responses at all ({item['n_problems']} problems asked for)")
+    return warnings
 
 
 def _row_label(model: str, effort: str) -> str:
@@ -88,7 +128,7 @@ def level_table(rows: Sequence[tuple[str, dict]]) -> list[str]:
         row = [label]
         for lvl in levels:
             entry = cell.get("by_level", {}).get(lvl)
-            row += ["-", "-"] if entry is None else [_pct(entry["accuracy"]), _num(entry["tokens_mean"])]
+            row += ["-", "-"] if entry is None else [_level_accuracy(entry), _num(entry["tokens_mean"])]
         body.append(row)
     return _table(header, body)
 
@@ -107,13 +147,17 @@ def render_report(summary: dict) -> str:
         + " in Qwen2.5 tokens.",
         "",
     ]
+    warnings = coverage_warnings(summary)
+    if warnings:
+        lines += ["> **Incomplete coverage.** Accuracy cells show (problems with responses / problems asked for).",
+                  *[f"> - {warning}." for warning in warnings], ""]
     header = ["Model"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
     rows = []
     for effort in _efforts(results):
         row = [_row_label(model, effort)]
         for bench in benches:
             cell = results[bench].get(effort)
-            row += ["-", "-"] if cell is None else [_acc(cell), _num(cell.get("tokens_mean"))]
+            row += ["-", "-"] if cell is None else [accuracy_text(cell), _num(cell.get("tokens_mean"))]
         rows.append(row)
     lines += _table(header, rows)
 
@@ -131,7 +175,7 @@ def render_report(summary: dict) -> str:
             rows.append([
                 display_name(bench), effort,
                 f"{cell['n_problems']}" + (f" ({missing} missing)" if missing else ""),
-                str(cell["n_samples"]), _acc(cell), passk,
+                str(cell["n_samples"]), accuracy_text(cell), passk,
                 f"{_num(cell.get('tokens_mean'))} / {_num(cell.get('tokens_median'))}",
                 f"{_num(cell.get('tokens_correct_mean'))} / {_num(cell.get('tokens_wrong_mean'))}",
                 f"{cell.get('truncated', 0)} ({_pct(cell.get('truncated_share'), 1)}%)",
@@ -160,8 +204,10 @@ def render_report(summary: dict) -> str:
 
     lines += ["", "## Data", ""]
     lines += _table(
-        ["Benchmark", "Source", "Problems used / total", "sha256"],
-        [[display_name(b), f"`{d['path']}`", f"{d['n_problems']} / {d['n_total']}", f"`{d['sha256'][:16]}`"]
+        ["Benchmark", "Source", "Problems with responses / asked for / in source", "sha256"],
+        [[display_name(b), f"`{d['path']}`",
+          f"{max((c['n_problems'] for c in results.get(b, {}).values()), default=0)} / {d['n_problems']} / "
+          f"{d['n_total']}", f"`{d['sha256'][:16]}`"]
          for b, d in summary.get("data", {}).items()],
     )
     return "\n".join(lines) + "\n"
@@ -171,7 +217,8 @@ def render_report(summary: dict) -> str:
 
 
 def compare_rows(runs: Sequence[tuple[str, dict]]) -> tuple[list[str], list[dict]]:
-    """One row per (run, effort); per benchmark accuracy mean/std (%) and mean tokens. Returns (benchmarks, rows)."""
+    """One row per (run, effort); per benchmark accuracy mean/std (%), mean tokens, and what the figures
+    cover: problems with responses, problems asked for, samples per problem. Returns (benchmarks, rows)."""
     benches: list[str] = []
     for _, summary in runs:
         for bench in summary["results"]:
@@ -185,30 +232,63 @@ def compare_rows(runs: Sequence[tuple[str, dict]]) -> tuple[list[str], list[dict
             for bench in benches:
                 cell = results.get(bench, {}).get(effort)
                 row[f"{bench}_acc"] = None if cell is None else 100 * cell["accuracy_mean"]
-                row[f"{bench}_std"] = None if cell is None else 100 * cell["accuracy_std"]
+                row[f"{bench}_std"] = None if cell is None or not _spread(cell) else 100 * cell["accuracy_std"]
                 row[f"{bench}_tokens"] = None if cell is None else cell.get("tokens_mean")
                 row[f"{bench}_samples"] = None if cell is None else cell["n_samples"]
+                row[f"{bench}_problems"] = None if cell is None else cell["n_problems"]
+                row[f"{bench}_problems_expected"] = (
+                    None if cell is None else cell["n_problems"] + (cell.get("n_problems_missing") or 0)
+                )
+                row[f"{bench}_samples_per_problem"] = (
+                    None if cell is None else _per_problem(cell["samples_per_problem"], cell.get("samples_per_problem_max"))
+                )
             rows.append(row)
     return benches, rows
 
 
+def _per_problem(fewest: int, most: int | None) -> str:
+    return str(fewest) if most is None or most == fewest else f"{fewest}-{most}"
+
+
+def _row_accuracy(row: dict, bench: str, with_coverage: bool = False) -> str:
+    """A compare row's accuracy: ± only with two or more samples per problem; the coverage when asked
+    for and incomplete (``79.09 (263/500)``)."""
+    std = row[f"{bench}_std"]
+    text = f"{row[f'{bench}_acc']:.2f}" + ("" if std is None else f" ± {std:.2f}")
+    problems, expected = row[f"{bench}_problems"], row[f"{bench}_problems_expected"]
+    return f"{text} ({problems}/{expected})" if with_coverage and problems != expected else text
+
+
 def compare_markdown(runs: Sequence[tuple[str, dict]]) -> str:
+    """The side-by-side table: per benchmark accuracy (± only with two or more samples per problem),
+    mean tokens, problems covered (of those asked for) and samples per problem."""
     benches, rows = compare_rows(runs)
-    header = ["Run", "Model", "Effort"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
+    header = ["Run", "Model", "Effort"] + [
+        f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens", "Problems", "Samples/problem")
+    ]
     body = []
     for row in rows:
         cells = [row["run"], row["model"], row["effort"]]
         for bench in benches:
             acc = row[f"{bench}_acc"]
-            cells.append("-" if acc is None else f"{acc:.2f} ± {row[f'{bench}_std']:.2f}")
-            cells.append(_num(row[f"{bench}_tokens"]))
+            if acc is None:
+                cells += ["-", "-", "-", "-"]
+                continue
+            problems, expected = row[f"{bench}_problems"], row[f"{bench}_problems_expected"]
+            cells += [
+                _row_accuracy(row, bench),
+                _num(row[f"{bench}_tokens"]),
+                str(problems) if problems == expected else f"{problems}/{expected}",
+                row[f"{bench}_samples_per_problem"],
+            ]
         body.append(cells)
     return "\n".join(_table(header, body)) + "\n"
 
 
 def compare_csv(runs: Sequence[tuple[str, dict]]) -> str:
     benches, rows = compare_rows(runs)
-    fields = ["run", "model", "effort"] + [f"{b}_{part}" for b in benches for part in ("acc", "std", "tokens", "samples")]
+    parts = ("acc", "std", "tokens", "samples", "problems", "problems_expected", "samples_per_problem")
+    fields = ["run", "model", "effort"] + [f"{b}_{part}" for b in benches for part in parts]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -241,7 +321,6 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
     ref_rows = list(reference.rows) if reference is not None else []
     for ref in ref_rows:
         benches += [b for b in ref.results if b not in benches]
-    samples = {label: summary.get("config", {}).get("n_samples", 1) for label, summary in runs}
     header = ["Model", "Figures"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
     body: list[list[str]] = []
 
@@ -259,14 +338,14 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
             if acc is None:
                 cells += ["-", "-"]
                 continue
-            text = f"{acc:.2f}" + (f" ± {row[f'{bench}_std']:.2f}" if samples.get(row["run"], 1) > 1 else "")
-            cells += [text, _num(row[f"{bench}_tokens"])]
+            cells += [_row_accuracy(row, bench, with_coverage=True), _num(row[f"{bench}_tokens"])]
         body.append(cells)
         for ref in [r for r in ref_rows if r.run == row["run"] and r.effort == row["effort"]]:
             body.append(published(ref))
             ref_rows.remove(ref)
     body += [published(ref) for ref in ref_rows]  # published rows without a run of ours
-    caption = ("Accuracy in % (± population std over sample seeds), #Tokens = mean response length in "
+    caption = ("Accuracy in % (± population std over sample seeds, with two or more samples per problem; "
+               "(covered/asked) when some problems have no response), #Tokens = mean response length in "
                "Qwen2.5 tokens.")
     if reference is not None:
         caption += f" Rows marked *published* are the figures of {reference.source}, not ours."

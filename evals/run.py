@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.harness import DEFAULT_EFFORT, TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
+from evals.report import coverage_warnings
 from tops_plugin.jsonl import JsonlError
 
 
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not args.quiet:
         print(Path(result.files["report"]).read_text())
+    for warning in coverage_warnings(result.summary):
+        err.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {result.out}/samples.jsonl, summary.json, report.md and plots", markup=False, highlight=False)
     return 0
 

@@ -87,6 +87,9 @@ def test_summarize_hand_computed():
     assert result["truncated"] == 1 and result["truncated_share"] == pytest.approx(1 / 6)
     assert result["verdicts"] == {"correct": 3, "wrong": 2, "no_answer": 1, "timeout": 0, "error": 0}
     assert result["by_level"]["1"] == {"n_problems": 2, "n_samples": 4, "accuracy": 0.75, "tokens_mean": 3.75}
+    assert result["problem_ids"] == ["p1", "p2", "p3"] and result["n_problems_expected"] == 4
+    levels = metrics.summarize(rows, n_problems_expected=4, level_totals={"1": 2, "2": 2})["by_level"]
+    assert levels["1"]["n_problems_expected"] == 2 and levels["2"]["n_problems"] == 1
     assert result["by_level"]["2"]["accuracy"] == 0.0
     assert "o1_estimate" not in result
 
@@ -165,3 +168,16 @@ def test_missing_local_copy_offline_gives_a_clear_error(tmp_path, monkeypatch):
     assert "math500.jsonl" in str(info.value) and "--data-dir" in str(info.value)
     with pytest.raises(BenchmarkError, match="unknown benchmark"):
         load_benchmark("no-such-bench", tmp_path)
+
+
+def test_wilson_interval_against_hand_computed_values():
+    # 0 of 3: [0, 0.5615]; 3 of 3: [0.4385, 1]; 8 of 10: [0.4902, 0.9433] (Wilson 1927, z = 1.96).
+    low, high = metrics.wilson_interval(0, 3)
+    assert low == 0.0 and high == pytest.approx(0.5615, abs=1e-4)
+    low, high = metrics.wilson_interval(3, 3)
+    assert low == pytest.approx(0.4385, abs=1e-4) and high == 1.0
+    low, high = metrics.wilson_interval(8, 10)
+    assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+    assert metrics.wilson_interval(0, 0) is None
+    with pytest.raises(ValueError):
+        metrics.wilson_interval(4, 3)

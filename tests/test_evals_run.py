@@ -83,7 +83,14 @@ def test_responses_mode_hand_computed(toy):
     assert {row["benchmark"] for row in samples} == {"toy"}
     assert all({"pred", "correct", "verdict", "tokens", "level", "answer"} <= row.keys() for row in samples)
     report = (out / "report.md").read_text()
-    assert "| toy-model | 50.00 ± 16.67 | 4 |" in report  # Table 3 row: accuracy ± std, mean tokens (3.5 -> 4)
+    # Table 3 row: accuracy ± std, its coverage (p4 has no response), mean tokens (3.5 -> 4); a single
+    # sample has no ±, and the run says loudly that coverage is incomplete.
+    assert "| toy-model | 50.00 ± 16.67 (3/4) | 4 |" in report
+    assert "| toy-model (low) | 100.00 (1/4) | 1 |" in report
+    assert "**Incomplete coverage.**" in report and "toy (default): 1 of 4 problems have no response" in report
+    assert "| toy | `" in report and "| 3 / 4 / 4 |" in report  # Data: with responses / asked for / in source
+    assert cell["problem_ids"] == ["p1", "p2", "p3"] and cell["by_level"]["2"]["n_problems_expected"] == 2
+    assert "| toy-model | 75.00 | 4 | 0.00 (1/2) | 3 |" in report  # by level: L2 has p3 of p3, p4
     assert "toy by level" in report
     for name in ("accuracy_vs_tokens.png", "tokens_by_effort.png", "tokens_by_level_toy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -228,15 +235,30 @@ def test_compare_tables(toy, tmp_path, capsys):
     run_eval(responses_config(toy, tmp_path / "b", efforts=(None,), model="other"))
     assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
     markdown = (tmp_path / "cmp" / "compare.md").read_text()
-    assert capsys.readouterr().out == markdown
+    captured = capsys.readouterr()
+    assert captured.out == markdown
+    # a's "low" cell covers only p1: the runs are not comparable as they stand, and it is said.
+    assert "warning: toy: runs cover different problems (a: 3, a (low): 1, b: 3; 1 in common)" in captured.err
+    assert markdown.startswith("> **Runs cover different problems**")
     lines = markdown.splitlines()
-    assert lines[0] == "| Run | Model | Effort | toy Acc | toy #Tokens |"
-    assert "| a | toy-model | default | 50.00 ± 16.67 | 4 |" in lines
-    assert "| a | toy-model | low | 100.00 ± 0.00 | 1 |" in lines
-    assert "| b | other | default | 50.00 ± 16.67 | 4 |" in lines and lines.index("") == 5  # then the paper layout
+    assert "| Run | Model | Effort | toy Acc | toy #Tokens | toy Problems | toy Samples/problem |" in lines
+    assert "| a | toy-model | default | 50.00 ± 16.67 | 4 | 3/4 | 2 |" in lines
+    assert "| a | toy-model | low | 100.00 | 1 | 1/4 | 1 |" in lines  # one sample: no ±
+    assert "| b | other | default | 50.00 ± 16.67 | 4 | 3/4 | 2 |" in lines
+    assert "| a (low) | ours | 100.00 (1/4) | 1 |" in lines  # the paper layout names coverage too
     csv_lines = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
-    assert csv_lines[0] == "run,model,effort,toy_acc,toy_std,toy_tokens,toy_samples"
+    assert csv_lines[0] == ("run,model,effort,toy_acc,toy_std,toy_tokens,toy_samples,toy_problems,"
+                            "toy_problems_expected,toy_samples_per_problem")
     assert csv_lines[1].startswith("a,toy-model,default,50.0,16.66")
+    assert csv_lines[2] == "a,toy-model,low,100.0,,1.0,1,1,4,1"
+    assert (tmp_path / "cmp" / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+
+    # On the problems all cells cover (p1 only): recomputed from the samples.
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "> Figures recomputed on the problems every run covers: toy 1."
+    assert "| a | toy-model | default | 50.00 ± 50.00 | 3 | 1 | 2 |" in lines  # p1: right (4 words), wrong (2)
+    assert "| a | toy-model | low | 100.00 | 1 | 1 | 1 |" in lines
     assert compare.main([str(tmp_path / "missing")]) == 2
 
 
@@ -253,3 +275,12 @@ def test_api_usage_gives_the_o1_estimate_in_summary_and_report(toy):
     assert estimate["hidden_tokens_mean"] == pytest.approx(35.0)
     assert estimate["visible_tokens_mean"] == pytest.approx(2.5)
     assert "Hidden reasoning tokens" in (out / "report.md").read_text()
+
+
+def test_cli_warns_loudly_about_missing_problems(toy, capsys):
+    argv = ["--backend", "responses", "--responses", toy["responses"], "--benchmarks", toy["bench"],
+            "--tokenizer", toy["tokenizer"], "--workers", "1", "--out", str(toy["dir"] / "cli"), "--quiet"]
+    assert run.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: toy (default): 1 of 4 problems have no response; its figures cover only the 3 that do" in err
+    assert "warning: toy (low): 3 of 4 problems have no response" in err
