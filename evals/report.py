@@ -46,9 +46,10 @@ def coverage(cell: dict) -> tuple[int, int] | None:
     return (cell["n_problems"], cell["n_problems"] + missing) if missing else None
 
 
-def _spread(cell: dict) -> bool:
-    """Whether a ± means anything: at least two samples of some problem (one sample has no spread)."""
-    return cell.get("samples_per_problem_max", 1) >= 2 and cell.get("accuracy_std") is not None
+def _spread(cell: dict, samples_asked: int = 1) -> bool:
+    """Whether a ± means anything: at least two samples of some problem (one sample has no spread).
+    `samples_asked` (the run's --n-samples) stands in for a cell that does not say."""
+    return cell.get("samples_per_problem_max", samples_asked) >= 2 and cell.get("accuracy_std") is not None
 
 
 def accuracy_text(cell: dict) -> str:
@@ -232,15 +233,18 @@ def compare_rows(runs: Sequence[tuple[str, dict]]) -> tuple[list[str], list[dict
             for bench in benches:
                 cell = results.get(bench, {}).get(effort)
                 row[f"{bench}_acc"] = None if cell is None else 100 * cell["accuracy_mean"]
-                row[f"{bench}_std"] = None if cell is None or not _spread(cell) else 100 * cell["accuracy_std"]
+                spread = cell is not None and _spread(cell, summary.get("config", {}).get("n_samples", 1))
+                row[f"{bench}_std"] = 100 * cell["accuracy_std"] if spread else None
                 row[f"{bench}_tokens"] = None if cell is None else cell.get("tokens_mean")
                 row[f"{bench}_samples"] = None if cell is None else cell["n_samples"]
-                row[f"{bench}_problems"] = None if cell is None else cell["n_problems"]
+                row[f"{bench}_problems"] = None if cell is None else cell.get("n_problems")
                 row[f"{bench}_problems_expected"] = (
-                    None if cell is None else cell["n_problems"] + (cell.get("n_problems_missing") or 0)
+                    None if cell is None or "n_problems" not in cell
+                    else cell["n_problems"] + (cell.get("n_problems_missing") or 0)
                 )
                 row[f"{bench}_samples_per_problem"] = (
-                    None if cell is None else _per_problem(cell["samples_per_problem"], cell.get("samples_per_problem_max"))
+                    None if cell is None or "samples_per_problem" not in cell
+                    else _per_problem(cell["samples_per_problem"], cell.get("samples_per_problem_max"))
                 )
             rows.append(row)
     return benches, rows
@@ -278,8 +282,8 @@ def compare_markdown(runs: Sequence[tuple[str, dict]]) -> str:
             cells += [
                 _row_accuracy(row, bench),
                 _num(row[f"{bench}_tokens"]),
-                str(problems) if problems == expected else f"{problems}/{expected}",
-                row[f"{bench}_samples_per_problem"],
+                _num(problems) if problems == expected else f"{problems}/{expected}",
+                row[f"{bench}_samples_per_problem"] or "-",
             ]
         body.append(cells)
     return "\n".join(_table(header, body)) + "\n"
