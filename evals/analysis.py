@@ -133,11 +133,13 @@ def fill_tokens(rows: Sequence[dict], tokenizer=None) -> int:
 
 
 def fill_verdicts(rows: Sequence[dict], check_many: CheckMany, gold_key: str = "answer") -> int:
-    """Judge final answers of rows that lack ``correct``; returns how many were judged."""
+    """Judge final answers of rows that lack a verdict (through `tops_plugin.judging`, so cut-off
+    responses are judged as such); returns how many were judged."""
+    from tops_plugin.judging import judge_rows
+
     todo = [row for row in rows if not isinstance(row.get("correct"), bool)]
-    verdicts = check_many((row["response"], str(row[gold_key])) for row in todo)
-    for row, verdict in zip(todo, verdicts):
-        row.update(verdict.fields())
+    for _ in judge_rows(todo, check_many, gold_keys=(gold_key,)):
+        pass
     return len(todo)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -374,7 +374,13 @@ def counted_text(response: str, count: str) -> str:
     return reasoning
 
 
-def judge_rows(
+def _without(rows: Iterable[dict], key: str) -> Iterator[dict]:
+    for row in rows:
+        row.pop(key, None)
+        yield row
+
+
+def judge_to_samples(
     rows: Iterable[dict], samples_path: Path, config: EvalConfig, progress: Progress | None, batch: int = 512
 ) -> int:
     """Count tokens, judge, and append to samples.jsonl.
@@ -384,6 +390,7 @@ def judge_rows(
     With `count_tokens="thought"` every row is recounted over its thought part (`counted_text`) and the
     whole response's count is kept as `response_tokens`.
     """
+    from tops_plugin.judging import judge_rows
     from tops_plugin.tokens import load_tokenizer, with_token_counts
     from tops_plugin.verifier import Verifier
 
@@ -395,19 +402,10 @@ def judge_rows(
         whole = with_token_counts(rows, tokenizer=tokenizer, field="response_tokens", recount=True, batch_size=batch)
         counted = with_token_counts(_with_counted_text(whole, config.count_tokens), key=_COUNTED_KEY,
                                     tokenizer=tokenizer, recount=True, batch_size=batch)
-    pending: deque[dict] = deque()
-
-    def items() -> Iterator[tuple[str, str, bool]]:
-        for row in counted:
-            row.pop(_COUNTED_KEY, None)
-            pending.append(row)
-            yield row["response"], str(row["answer"]), row.get("finish_reason") == "length"
-
+    counted = _without(counted, _COUNTED_KEY)
     written = 0
     with Verifier(workers=config.workers, timeout=config.timeout) as verifier, append_jsonl(samples_path) as write:
-        for verdict in verifier.check_many(items()):
-            row = pending.popleft()
-            row.update(verdict.fields())
+        for row in judge_rows(counted, verifier.check_many, gold_keys=("answer",), batch_size=batch):
             write(row)
             written += 1
             if progress is not None and written % 64 == 0:
@@ -519,12 +517,12 @@ def run_eval(config: EvalConfig, progress: Progress | None = None) -> RunResult:
     if config.backend == "responses":
         done = judged_keys(samples_path)
         stats: Counter = Counter()
-        run["judged_now"] = judge_rows(response_rows(config, data, done, stats), samples_path, config, progress)
+        run["judged_now"] = judge_to_samples(response_rows(config, data, done, stats), samples_path, config, progress)
         run["responses_file"] = {"path": config.responses, "sha256": sha256_file(config.responses), **stats}
     else:
         run["generation"] = generate(config, data, out, progress)
         done = judged_keys(samples_path)
-        run["judged_now"] = judge_rows(generation_rows(config, data, out, done), samples_path, config, progress)
+        run["judged_now"] = judge_to_samples(generation_rows(config, data, out, done), samples_path, config, progress)
 
     groups = collect(samples_path, config, data)
     summary = build_summary(config, data, groups, run)

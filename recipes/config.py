@@ -112,7 +112,12 @@ class Models:
     teacher: str  # answers the seed problems under each effort (paper: QwQ-32B-Preview)
     tag: str | None = None  # use this model instead of training one in tag-sft
     tops: str | None = None  # use this model instead of training one in tops-sft
-    tokenizer: str | None = None  # token counting (None: the offline Qwen2.5 tokenizer)
+    # Ranks responses and measures the seed gaps: the tokenizer of the model being trained (a hub name or
+    # local folder; None: the offline Qwen2.5 tokenizer). Reported token figures are always Qwen2.5.
+    curation_tokenizer: str | None = None
+    # Measures selected rows against training.common.max_len as OpenRLHF will (prompt + response through
+    # the trained model's chat template); None: Qwen2.5 tokens with ChatML stand in, named in meta.json.
+    chat_tokenizer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -198,14 +198,41 @@ def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[Prob
 
 
 def judge(recipe: Recipe, src: Path, dst: Path) -> None:
-    """Every record of `src` with verdict fields added, in order, written atomically to `dst`."""
-    from tops_plugin.selection import fill_verdicts
+    """Every record of `src` with verdict fields added (`tops_plugin.judging`: cut-off responses are judged
+    and marked as such), in order, written atomically to `dst`. A malformed record names its line."""
+    from tops_plugin.judging import judge_rows
+    from tops_plugin.selection import read_records
     from tops_plugin.verifier import Verifier
 
+    bad: list = []
     with Verifier(workers=recipe.verifier.workers, timeout=recipe.verifier.timeout) as verifier:
-        rows = read_jsonl(src, require=("id", "response"))
-        count = write_jsonl(dst, fill_verdicts(rows, verifier))
-    log.info("judged %d records -> %s", count, dst)
+        rows = read_records(src, need_verdict=False, skip_bad=True, errors=bad)
+        count = write_jsonl(dst, judge_rows(rows, verifier.check_many, gold_keys=("answer", "gold")))
+    for error in bad:
+        log.warning("malformed record skipped: %s", error)
+    write_judge_meta(dst, src, count, bad)
+    log.info("judged %d records -> %s (%d malformed skipped)", count, dst, len(bad))
+
+
+def write_judge_meta(dst: Path, src: Path, judged: int, bad: Sequence) -> None:
+    """`judged.meta.json`: how many records were judged and which were skipped as malformed (file:line and
+    reason), so that the selection's own meta file can count every exclusion back to the generations."""
+    from tops_plugin.jsonl import atomic_writer
+    from tops_plugin.openrlhf import meta_path
+
+    meta = {"input": str(src), "judged": judged, "malformed": len(bad),
+            "malformed_rows": [str(error) for error in bad[:1000]]}
+    with atomic_writer(meta_path(dst), "w") as handle:
+        json.dump(meta, handle, indent=2)
+        handle.write("\n")
+
+
+def judge_meta(judged: Path) -> dict:
+    """The judge stage's counts for `judged` (empty for a file judged elsewhere)."""
+    from tops_plugin.openrlhf import meta_path
+
+    path = meta_path(judged)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, extra_rows: Sequence[dict] = (),
@@ -214,15 +241,20 @@ def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, extra_rows: Seque
     from tops_plugin.openrlhf import write_dataset
     from tops_plugin.selection import SelectionConfig, read_records, select
 
-    config = SelectionConfig(mode=mode, seed=recipe.selection.seed, tokenizer=recipe.models.tokenizer,
-                             min_gap=recipe.curation.gap_tokens)
+    models, max_len = recipe.models, recipe.training.common.max_len
+    config = SelectionConfig(mode=mode, seed=recipe.selection.seed, curation_tokenizer=models.curation_tokenizer,
+                             min_gap=recipe.curation.gap_tokens, max_len=max_len,
+                             chat_tokenizer=models.chat_tokenizer)
     selection = select(read_records(src), config)
     rows = list(selection.rows) + list(extra_rows)
     stats = selection.stats.to_dict()
+    stats["malformed_input_rows"] = judge_meta(src).get("malformed", 0)
     if extra_rows:
         stats["seed"] = {**stats.get("seed", {}), "low_effort_rows_added": len(extra_rows)}
-    meta = write_dataset(dst, rows, mode=mode, inputs=[src, *inputs], tokenizer=recipe.models.tokenizer,
-                         stats=stats, config={"seed": recipe.selection.seed, "min_gap": recipe.curation.gap_tokens})
+    meta = write_dataset(dst, rows, mode=mode, inputs=[src, *inputs], curation_tokenizer=models.curation_tokenizer,
+                         length_tokenizer=selection.stats.length_tokenizer, stats=stats,
+                         config={"seed": recipe.selection.seed, "min_gap": recipe.curation.gap_tokens,
+                                 "max_len": max_len})
     if not rows:
         log.warning("%s selection of %s is empty: no problem had a usable response", mode, src)
     log.info("%s: %d rows -> %s", mode, meta["rows"], dst)
@@ -293,8 +325,8 @@ def plan_seed_curate(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
         summary=f"judge {src.name}, keep problems correct under all efforts with gaps > "
                 f"{recipe.curation.gap_tokens} tokens, write tag-model SFT rows",
         inputs=(src,), outputs=(judged, out), work=work, hooks=hooks,
-        settings={"curation": to_dict(recipe.curation), "tokenizer": recipe.models.tokenizer,
-                  "verifier_timeout": recipe.verifier.timeout},
+        settings={"curation": to_dict(recipe.curation), "tokenizers": _tokenizer_settings(recipe),
+                  "verifier_timeout": recipe.verifier.timeout, "checker": _checker_version()},
     )
 
 
@@ -325,11 +357,23 @@ def plan_effort_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
                      model_input=model_dir)
 
 
+def _checker_version() -> str:
+    from tops_plugin.judging import checker_version
+
+    return checker_version()
+
+
+def _tokenizer_settings(recipe: Recipe) -> dict:
+    """What decides a selection besides its input: the tokenizers and the trainer's length limit."""
+    return {"curation": recipe.models.curation_tokenizer, "chat": recipe.models.chat_tokenizer,
+            "max_len": recipe.training.common.max_len}
+
+
 def _judge_plan(name: str, recipe: Recipe, hooks: Hooks, src: Path, dst: Path) -> StagePlan:
     return StagePlan(
         name=name, summary=f"judge {src} with the verifier ({recipe.verifier.timeout:g} s per item)",
         inputs=(src,), outputs=(dst,), work=lambda ctx: judge(recipe, src, dst), hooks=hooks,
-        settings={"verifier_timeout": recipe.verifier.timeout},
+        settings={"verifier_timeout": recipe.verifier.timeout, "checker": _checker_version()},
     )
 
 
@@ -355,7 +399,7 @@ def plan_select(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
         summary=f"select per problem: {' and '.join(modes)} correct response"
                 + (" + the low-effort seed responses" if add_seed else ""),
         inputs=(judged, seed) if add_seed else (judged,), outputs=outs, work=work, hooks=hooks,
-        settings={"selection": to_dict(recipe.selection), "tokenizer": recipe.models.tokenizer},
+        settings={"selection": to_dict(recipe.selection), "tokenizers": _tokenizer_settings(recipe)},
     )
 
 
@@ -400,7 +444,7 @@ def plan_iter_select(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     return StagePlan(
         name="iter-select", summary=f"select {' and '.join(modes)} data from the TOPS model's samples",
         inputs=(judged,), outputs=outs, work=work, hooks=hooks,
-        settings={"selection": to_dict(recipe.selection), "tokenizer": recipe.models.tokenizer},
+        settings={"selection": to_dict(recipe.selection), "tokenizers": _tokenizer_settings(recipe)},
     )
 
 

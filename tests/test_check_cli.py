@@ -58,3 +58,63 @@ def test_interrupted_run_resumes(tmp_path: Path) -> None:
     out = list(read_jsonl(tmp_path / "out.jsonl"))
     assert [r["id"] for r in out] == list(range(20)) and all(r["correct"] for r in out)
     assert not partial.exists()
+
+
+def test_bad_fields_are_bad_lines_and_a_number_gold_is_text(tmp_path: Path, capsys) -> None:
+    cases = {
+        '{"response": ["\\\\boxed{1}"], "answer": "1"}': "'response' must be a string",
+        '{"response": 1e400, "answer": "1"}': "'response' must be a string",
+        '{"response": "\\\\boxed{1}", "answer": null}': "'answer' must be a string or a number",
+        '{"response": "\\\\boxed{1}", "answer": true}': "'answer' must be a string or a number",
+    }
+    for line, reason in cases.items():
+        (tmp_path / "in.jsonl").write_text('{"response": "\\\\boxed{2}", "answer": 2}\n' + line + "\n")
+        assert main([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'in.jsonl'}:2" in err and reason in err, (line, err)
+        assert not (tmp_path / "out.jsonl").exists()
+    (tmp_path / "in.jsonl").write_text('{"response": "\\\\boxed{2}", "answer": 2}\n')
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--workers", "1"]) == 0
+    [row] = read_jsonl(tmp_path / "out.jsonl")
+    assert row["verdict"] == "correct" and row["answer"] == 2
+
+
+def test_truncated_rows_are_judged_as_cut_and_marked(tmp_path: Path, capsys) -> None:
+    rows = [
+        {"id": 0, "response": "So far 12 + 30 = 42. Then checking with 204", "answer": "204", "finish_reason": "length"},
+        {"id": 1, "response": "So far 12 + 30 = 42. Then checking with 204", "answer": "204", "finish_reason": "stop"},
+        {"id": 2, "response": "<think>the area is \\boxed{7}, let me re", "answer": "7"},
+        {"id": 3, "response": "<think>7</think> \\boxed{7}", "answer": "7"},
+    ]
+    _write(tmp_path / "in.jsonl", rows)
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--workers", "1"]) == 0
+    out = list(read_jsonl(tmp_path / "out.jsonl"))
+    assert [r["truncated"] for r in out] == [True, False, True, False]
+    assert [r["verdict"] for r in out] == ["no_answer", "correct", "correct", "correct"]
+    assert "truncated 2 (1 of them correct)" in " ".join(capsys.readouterr().err.split())
+
+
+def test_resume_rejudges_from_the_first_changed_row(tmp_path: Path, capsys) -> None:
+    """Killed after some rows, rerun against another gold: the stale verdicts are not kept, and the
+    result is byte-identical to an uninterrupted run on the new input."""
+    rows = [{"id": i, "response": rf"\boxed{{{i}}}", "answer": str(i), "alt": str(i if i < 3 else -1)}
+            for i in range(8)]
+    _write(tmp_path / "in.jsonl", rows)
+    out, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1"]) == 0
+    lines = out.read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[:6]))  # as if killed after row 6
+    out.unlink()
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--gold-key", "alt"]) == 0
+    assert "judging them again" in " ".join(capsys.readouterr().err.split())
+    resumed = out.read_bytes()
+    assert [r["correct"] for r in read_jsonl(out)] == [True] * 3 + [False] * 5
+    out.unlink()
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--gold-key", "alt"]) == 0
+    assert out.read_bytes() == resumed
+    # An unchanged input resumes without judging again: kept rows are the partial's own bytes.
+    partial.write_text("".join(out.read_text().splitlines(keepends=True)[:4]))
+    first = out.read_bytes()
+    out.unlink()
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--gold-key", "alt"]) == 0
+    assert "resuming: 4 rows" in capsys.readouterr().err and out.read_bytes() == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -12,7 +13,8 @@ from tops_plugin.jsonl import JsonlError, read_jsonl, write_jsonl
 from tops_plugin.jsonl import sha256_file
 from tops_plugin.openrlhf import meta_path
 from tops_plugin.select import main
-from tops_plugin.selection import SelectionConfig, fill_verdicts, read_records, select
+from tops_plugin.judging import judge_rows
+from tops_plugin.selection import SelectionConfig, read_records, select
 
 
 def gen(pid, effort, sample, tokens, verdict, response=None, **extra):
@@ -138,7 +140,8 @@ def test_seed_curation_resorts_by_length_and_requires_both_gaps():
     curated = curate_seed(rows, SeedCurationConfig(min_gap=300))
     stats = curated.stats
     assert stats.kept == 2 and stats.problems_in == 5
-    assert stats.dropped == {"missing_effort": 1, "not_all_correct": 1, "gap_too_small": 1}
+    assert stats.dropped == {"missing_effort": 1, "not_all_correct": 1, "not_usable": 0, "gap_too_small": 1,
+                             "over_max_len": 0}
     keep = {row["effort"]: row for row in curated.rows if row["id"] == "keep"}
     assert keep["low"]["response"][0]["content"] == "keep/medium/0"
     assert keep["medium"]["response"][0]["content"] == "keep/low/0"
@@ -159,13 +162,13 @@ def test_seed_curation_recounts_with_a_tokenizer():
     for row, words in zip(rows, (10, 400, 900)):
         row["response"] = " x" * words
     assert curate_seed(rows).stats.kept == 0  # row tokens kept as they are
-    recounted = curate_seed([dict(r) for r in rows], SeedCurationConfig(tokenizer=None, min_gap=300))
-    assert recounted.stats.kept == 0
     from tops_plugin.tokens import default_tokenizer_dir
 
-    with_tok = curate_seed(rows, SeedCurationConfig(tokenizer=str(default_tokenizer_dir())))
+    with_tok = curate_seed(rows, SeedCurationConfig(curation_tokenizer=str(default_tokenizer_dir())))
     assert with_tok.stats.kept == 1
-    assert [r["tokens"] for r in with_tok.rows] == [10, 400, 900]
+    # Gaps in the curation tokenizer's tokens; the reported `tokens` stay the rows' own (Qwen2.5) counts.
+    assert [r["curation_tokens"] for r in with_tok.rows] == [10, 400, 900]
+    assert [r["tokens"] for r in with_tok.rows] == [0, 0, 0]
 
 
 def test_effort_breakdown_by_benchmark_and_level():
@@ -187,7 +190,7 @@ def test_read_records_names_file_and_line(tmp_path):
     path = tmp_path / "gens.jsonl"
     good = gen("a", None, 0, 5, "correct")
     bad = {k: v for k, v in good.items() if k not in ("verdict", "correct")}
-    path.write_text(json.dumps(good) + "\n\n" + json.dumps(bad) + "\n")
+    path.write_text(json.dumps(good) + "\n\n" + json.dumps(dict(bad, sample=1)) + "\n")
     with pytest.raises(JsonlError, match=r"gens.jsonl:3: no verdict"):
         list(read_records(path))
     assert len(list(read_records(path, need_verdict=False))) == 2
@@ -202,30 +205,74 @@ def test_read_records_names_file_and_line(tmp_path):
         list(read_records(path))
 
 
-class FakeVerifier:
-    """Stands in for tops_plugin.verifier.Verifier: judges by exact match and records the calls."""
+@pytest.mark.parametrize("change, reason", [
+    ({"tokens": -1}, "'tokens' must be a non-negative integer, got -1"),
+    ({"tokens": True}, "'tokens' must be a non-negative integer, got True"),
+    ({"tokens": 3.0}, "'tokens' must be a non-negative integer"),
+    ({"effort": "ultra"}, "unknown effort 'ultra'"),
+    ({"effort": "../x"}, "unknown effort '../x'"),
+    ({"sample": "0"}, "'sample' must be a non-negative integer"),
+    ({"response": ["x"]}, "'response' must be a string"),
+    ({"messages": [{"role": "system", "content": EFFORT_PROMPTS["low"] + " "},
+                   {"role": "user", "content": "p"}]}, "not the low effort prompt"),
+    ({"effort": None}, "effort system prompt but no 'effort'"),
+])
+def test_untrustworthy_fields_are_refused_with_file_and_line(tmp_path, change, reason):
+    path = tmp_path / "gens.jsonl"
+    rows = [gen("a", "low", 0, 5, "correct"), dict(gen("b", "low", 0, 5, "correct"), **change)]
+    write_jsonl(path, rows)
+    with pytest.raises(JsonlError, match=rf"gens.jsonl:2: .*{re.escape(reason)}"):
+        list(read_records(path))
 
-    def __init__(self):
-        self.seen = []
 
-    def check_many(self, pairs):
-        from tops_plugin.answers import Verdict
+def test_duplicate_records_name_both_lines_and_tokens_can_be_recounted(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(a, [gen("p", "low", 0, 5, "correct"), gen("p", "low", 1, 5, "correct")])
+    write_jsonl(b, [gen("q", None, 0, 5, "correct"), gen("p", "low", 1, 9, "wrong")])
+    with pytest.raises(JsonlError, match=rf"b.jsonl:2: duplicate of {re.escape(str(a))}:2"):
+        list(read_records([a, b]))
+    write_jsonl(b, [dict(gen("q", None, 0, -1, "correct"), response=" x x")])
+    with pytest.raises(JsonlError, match="'tokens' must be"):
+        list(read_records(b))
+    [row] = select(read_records(b, check_tokens=False), SelectionConfig(recount=True)).rows
+    assert row["tokens"] == 2
 
-        for response, gold in pairs:
-            self.seen.append((response, gold))
+
+def test_a_500_word_response_with_bad_tokens_is_not_the_shortest_pick(tmp_path, capsys):
+    rows = [gen("a", None, 0, -1, "correct", response="word " * 500), gen("a", None, 1, 40, "correct")]
+    code, _, out = run_cli(tmp_path, rows, "--mode", "shortest")
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "in.jsonl:1: 'tokens' must be a non-negative integer" in err
+    assert not out.exists()
+    code, _, out = run_cli(tmp_path, rows, "--mode", "shortest", "--recount")
+    assert code == 0 and [r["sample"] for r in read_jsonl(out)] == [1]
+
+
+def fake_check_many(seen):
+    """Stands in for a Verifier's check_many: judges by exact match and records the calls."""
+    from tops_plugin.answers import Verdict
+
+    def check_many(items):
+        for response, gold, truncated in items:
+            seen.append((response, gold, truncated))
             yield Verdict("correct" if response.endswith(gold) else "wrong", pred=response[-1:])
 
+    return check_many
 
-def test_fill_verdicts_judges_only_missing_rows_in_order():
+
+def test_judge_rows_keeps_verdicts_when_asked_judges_the_rest_in_order():
     rows = [{"id": i, "response": f"answer {i % 2}", "answer": "1"} for i in range(7)]
     rows[2].update(verdict="wrong", correct=False)
-    verifier = FakeVerifier()
-    out = list(fill_verdicts(iter(rows), verifier, batch_size=3))
+    rows[3]["finish_reason"] = "length"
+    seen = []
+    out = list(judge_rows(iter(rows), fake_check_many(seen), keep_verdicts=True, batch_size=3))
     assert [r["id"] for r in out] == list(range(7))
-    assert len(verifier.seen) == 6
+    assert len(seen) == 6 and seen[2] == ("answer 1", "1", True)
     assert [r["verdict"] for r in out] == ["wrong", "correct", "wrong", "correct", "wrong", "correct", "wrong"]
+    assert [r["truncated"] for r in out] == [False, False, False, True, False, False, False]
+    assert "judge_key" in out[0] and "judge_key" not in out[2]
     with pytest.raises(ValueError, match="no gold answer"):
-        list(fill_verdicts([{"id": "x", "response": "1"}], verifier))
+        list(judge_rows([{"id": "x", "response": "1"}], fake_check_many([])))
 
 
 def run_cli(tmp_path, rows, *args):

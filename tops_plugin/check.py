@@ -1,25 +1,31 @@
 """``python -m tops_plugin.check IN.jsonl -o OUT.jsonl``: add verdict fields to every row of a file.
 
-Rows are written in input order. Work goes to ``OUT.jsonl.partial`` (append-only, flushed per row) and
-is renamed to ``OUT.jsonl`` only when every row is judged, so OUT is never half-written and an
-interrupted run, rerun with the same command, resumes where it stopped.
+Rows are written in input order with the verdict fields of `tops_plugin.judging` (``truncated`` among
+them: a row whose ``finish_reason`` is ``length``, or whose reasoning block never closed, is judged as
+cut off). Work goes to ``OUT.jsonl.partial`` (append-only, flushed per batch) and is renamed to
+``OUT.jsonl`` only when every row is judged, so OUT is never half-written and an interrupted run, rerun
+with the same command, resumes where it stopped. A resumed run keeps an earlier verdict only while
+what decided it is unchanged (response, gold answer, truncation, checker version): from the first row
+that differs, rows are judged again.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tops_plugin.answers import VERDICTS
-from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, repair_tail
+from tops_plugin.judging import gold_of, is_truncated, judge_key, judge_rows
+from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
 from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
 
 
@@ -40,23 +46,75 @@ def count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def resume_point(partial: Path, rows: Iterator[dict], response_key: str) -> int:
-    """Rows already judged in `partial`, after checking they are the same rows as the input's first ones."""
+def valid_rows(
+    path: Path, response_key: str, gold_key: str, *, skip_bad: bool = False, errors: list[JsonlError] | None = None
+) -> Iterator[dict]:
+    """Rows of `path` with a string response and a gold answer (a number is taken as its text).
+
+    A malformed row -- not JSON, a key missing, a response that is not a string, a gold that is null or
+    not a string/number -- raises `JsonlError` naming the file and line, or with `skip_bad` goes to
+    `errors` and is skipped.
+    """
+    for line, row in read_jsonl_numbered(path, require=(response_key, gold_key), skip_bad=skip_bad, errors=errors):
+        problem = _row_problem(row, response_key, gold_key)
+        if problem is None:
+            yield row
+            continue
+        error = JsonlError(path, line, problem)
+        if not skip_bad:
+            raise error
+        if errors is not None:
+            errors.append(error)
+
+
+def _row_problem(row: dict, response_key: str, gold_key: str) -> str | None:
+    response, gold = row[response_key], row[gold_key]
+    if not isinstance(response, str):
+        return f"{response_key!r} must be a string, got {type(response).__name__} {_short(response)}"
+    if isinstance(gold, bool) or not isinstance(gold, (str, int, float)):
+        return f"{gold_key!r} must be a string or a number, got {type(gold).__name__} {_short(gold)}"
+    if isinstance(gold, float) and not math.isfinite(gold):
+        return f"{gold_key!r} is not a finite number: {gold!r}"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def resume_point(partial: Path, rows: Iterator[dict], response_key: str, gold_key: str) -> int:
+    """How many leading rows of `partial` can be kept: those whose judge key still matches the input's
+    row (same response, gold answer, truncation and checker). The rest of `partial` is cut off."""
     repair_tail(partial)
-    done = 0
-    for done, (old, new) in enumerate(zip(read_jsonl(partial), rows), start=1):
-        if old.get(response_key) != new.get(response_key):
-            raise SystemExit(
-                f"error: {partial} does not match {response_key!r} of input row {done}; "
-                f"delete it to start over"
-            )
-    return done
+    keep, offset = 0, 0
+    with open(partial, "rb") as handle:
+        for (_, old), new in zip(read_jsonl_numbered(partial), rows):
+            gold = gold_of(new, (gold_key,))
+            expected = judge_key(new[response_key], gold, is_truncated(new, response_key))
+            if old.get("judge_key") != expected:
+                break
+            keep += 1
+            offset = _offset_after_line(handle, offset)
+    with open(partial, "rb+") as handle:
+        handle.truncate(offset)
+    return keep
+
+
+def _offset_after_line(handle, offset: int) -> int:
+    """Byte offset just past the next non-blank line starting at `offset`."""
+    handle.seek(offset)
+    while True:
+        line = handle.readline()
+        if not line:
+            return handle.tell()
+        if line.strip():
+            return handle.tell()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(stderr=True)
-    required = (args.response_key, args.gold_key)
     if not args.input.exists():
         console.print(f"[red]error:[/] {args.input}: no such file")
         return 2
@@ -65,14 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     bad: list[JsonlError] = []
 
     def input_rows() -> Iterator[dict]:
-        return read_jsonl(args.input, require=required, skip_bad=args.skip_bad, errors=bad)
+        return valid_rows(args.input, args.response_key, args.gold_key, skip_bad=args.skip_bad, errors=bad)
 
     try:
-        done = resume_point(partial, input_rows(), args.response_key) if partial.exists() else 0
+        kept_lines = _count_rows(partial) if partial.exists() else 0
+        done = resume_point(partial, input_rows(), args.response_key, args.gold_key) if partial.exists() else 0
         bad.clear()
         if done:
             console.print(f"resuming: {done} rows already judged in {partial}")
+        if done < kept_lines:
+            console.print(f"[yellow]note:[/] {kept_lines - done} rows of {partial} were judged from other "
+                          f"input, gold or checker (from input row {done + 1} on): judging them again")
         counts: Counter[str] = Counter()
+        truncated: Counter[bool] = Counter()  # truncated rows judged now, by correctness
         started = time.perf_counter()
         rows = input_rows()
         for _ in range(done):
@@ -82,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         with Verifier(workers=args.workers, timeout=args.timeout) as verifier, append_jsonl(partial) as write, \
                 Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("judge", total=max(total - done, 0), rate="")
-            for row in judge_rows(verifier, rows, args.response_key, args.gold_key):
+            for row in judge_rows(rows, verifier.check_many, response_key=args.response_key,
+                                  gold_keys=(args.gold_key,)):
                 write(row)
                 counts[row["verdict"]] += 1
+                truncated[row["verdict"] == "correct"] += row["truncated"]
                 progress.advance(task)
                 if sum(counts.values()) % 64 == 0:
                     rate = sum(counts.values()) / max(time.perf_counter() - started, 1e-9)
@@ -103,24 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]skipped:[/] {error}")
     summary = ", ".join(f"{verdict} {counts[verdict]}" for verdict in VERDICTS)
     console.print(f"{judged} rows judged in {elapsed:.1f}s ({judged / max(elapsed, 1e-9):.1f} rows/s): {summary}"
+                  + f"; truncated {sum(truncated.values())} ({truncated[True]} of them correct)"
                   + (f"; {len(bad)} malformed rows skipped" if bad else ""))
     console.print(f"wrote {args.output}")
     return 0
 
 
-def judge_rows(verifier: Verifier, rows: Iterable[dict], response_key: str, gold_key: str) -> Iterator[dict]:
-    """Yield each row with its verdict fields, in order, streaming through the verifier."""
-    buffered: deque[dict] = deque()
-
-    def pairs() -> Iterator[tuple[str, str, bool]]:
-        for row in rows:
-            buffered.append(row)
-            yield row[response_key], row[gold_key], row.get("finish_reason") == "length"
-
-    for verdict in verifier.check_many(pairs()):
-        row = buffered.popleft()
-        row.update(verdict.fields())
-        yield row
+def _count_rows(path: Path) -> int:
+    repair_tail(path)
+    return sum(1 for _ in read_jsonl(path))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from tops_plugin.answers import Verdict, extract_answer, judge, last_boxed
+from tops_plugin.answers import Verdict, extract_answer, last_boxed
+from tops_plugin.judging import check_in_process
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -387,12 +388,6 @@ def split_rounds(response: str, config: RoundConfig = DEFAULT_CONFIG) -> list[Ro
 def round_check_text(answer: str) -> str:
     """The text handed to the checker for a round's answer (a boxed answer is what it reads first)."""
     return f"\\boxed{{{answer}}}"
-
-
-def check_in_process(pairs: Iterable[tuple[str, str]]) -> Iterator[Verdict]:
-    """`CheckMany` over in-process `answers.judge` (no hard deadline: for trusted or short text)."""
-    for text, gold in pairs:
-        yield judge(text, gold)
 
 
 def judge_answers(pairs: Iterable[tuple[str, str]], check_many: CheckMany | None = None) -> dict[tuple[str, str], str]:

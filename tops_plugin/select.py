@@ -21,7 +21,7 @@ from rich.table import Table
 from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset
-from tops_plugin.selection import MODES, SelectionConfig, fill_verdicts, low_effort_seed_rows, read_records, select
+from tops_plugin.selection import MODES, SelectionConfig, low_effort_seed_rows, read_records, select
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
 
@@ -34,8 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.jsonl", help="generation records with verdicts")
     parser.add_argument("--mode", required=True, choices=MODES)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.jsonl")
-    parser.add_argument("--tokenizer", help="recount every response with this tokenizer (path or hub name); "
-                        "default: keep each row's `tokens`, count missing ones in Qwen2.5 tokens")
+    parser.add_argument("--curation-tokenizer", "--tokenizer", dest="curation_tokenizer", metavar="PATH",
+                        help="rank responses and measure seed gaps in this tokenizer's tokens (the model being "
+                        "trained; path or hub name); default Qwen2.5. Reported figures stay in Qwen2.5 tokens")
+    parser.add_argument("--recount", action="store_true",
+                        help="recount every row's `tokens` (Qwen2.5) instead of trusting and checking the field")
+    parser.add_argument("--max-len", type=_positive_int, metavar="N",
+                        help="OpenRLHF's --data.max_len of the training run: exclude candidates whose prompt + "
+                        "response would be cut, before choosing")
+    parser.add_argument("--chat-tokenizer", metavar="PATH",
+                        help="with --max-len: the trained model's tokenizer and chat template (folder or hub "
+                        "name); default: Qwen2.5 tokens with ChatML as a stand-in, named in the meta file")
     parser.add_argument("--seed", type=int, default=0, help="random mode: the selection seed (default 0)")
     parser.add_argument("--min-gap", type=int, default=300, help="seed mode: minimum token gap between "
                         "low/medium and medium/high (default 300)")
@@ -54,14 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"must be >= 3 (prompt + response + EOS), got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
         verdicts = frozenset(v.strip() for v in args.rejected_verdicts.split(",") if v.strip())
-        config = SelectionConfig(mode=args.mode, seed=args.seed, tokenizer=args.tokenizer,
-                                 rejected_verdicts=verdicts, min_gap=args.min_gap,
-                                 keep_effort_prompt=args.keep_effort_prompt)
+        config = SelectionConfig(mode=args.mode, seed=args.seed, curation_tokenizer=args.curation_tokenizer,
+                                 recount=args.recount, rejected_verdicts=verdicts, min_gap=args.min_gap,
+                                 keep_effort_prompt=args.keep_effort_prompt, max_len=args.max_len,
+                                 chat_tokenizer=args.chat_tokenizer)
         if args.add_seed and args.mode not in ("shortest", "random"):
             raise ValueError("--add-seed applies to the shortest and random modes only")
         for path in [*args.inputs, *([args.add_seed] if args.add_seed else [])]:
@@ -75,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                                         TextColumn("{task.completed:,.0f} rows"), TimeElapsedColumn(),
                                         console=console, transient=True) as progress:
         task = progress.add_task(f"selecting ({args.mode})", total=None)
-        rows: Iterable[dict] = itertools.chain.from_iterable(
-            read_records(path, need_verdict=not args.judge) for path in args.inputs)
+        rows: Iterable[dict] = read_records(args.inputs, need_verdict=not args.judge, check_tokens=not args.recount)
         if args.judge:
+            from tops_plugin.judging import judge_rows
             from tops_plugin.verifier import Verifier
 
             verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
-            rows = fill_verdicts(rows, verifier)
+            rows = judge_rows(rows, verifier.check_many, gold_keys=("answer", "gold"), keep_verdicts=True)
         try:
             selection = select(_advance(rows, progress, task), config)
             out_rows = selection.rows
@@ -90,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 selection.stats.seed = {"low_effort_rows_added": len(seed_rows)}
                 out_rows = out_rows + seed_rows
                 selection.stats.rows_out = len(out_rows)
-        except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer path, unreadable file
+        except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer, unreadable file
             progress.stop()
             console.print(f"[red]error:[/red] {exc}")
             return 2
@@ -99,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]warning:[/yellow] no input rows in {', '.join(map(str, args.inputs))}; "
                       "writing an empty dataset")
     inputs = [*args.inputs, *([args.add_seed] if args.add_seed else [])]
-    write_dataset(args.output, out_rows, mode=args.mode, inputs=inputs, tokenizer=args.tokenizer,
-                  stats=selection.stats.to_dict(),
+    write_dataset(args.output, out_rows, mode=args.mode, inputs=inputs, curation_tokenizer=args.curation_tokenizer,
+                  length_tokenizer=selection.stats.length_tokenizer, stats=selection.stats.to_dict(),
                   config={"seed": args.seed, "min_gap": args.min_gap, "rejected_verdicts": sorted(verdicts),
-                          "keep_effort_prompt": args.keep_effort_prompt})
+                          "keep_effort_prompt": args.keep_effort_prompt, "max_len": args.max_len,
+                          "recount": args.recount})
     Console().print(stats_table(selection.stats.to_dict()))
     for table in seed_tables(selection.stats.seed):
         Console().print(table)
@@ -125,6 +146,11 @@ def stats_table(stats: dict) -> Table:
     table.add_row("rows in / problems in", f"{stats['rows_in']:,} / {stats['problems_in']:,}")
     table.add_row("problems out / rows out", f"{stats['problems_out']:,} / {stats['rows_out']:,}")
     table.add_row("dropped", _kv(stats["dropped"]))
+    table.add_row("excluded candidates", _kv(stats["excluded"]))
+    if stats["truncated"]:
+        table.add_row("truncated (by verdict)", _kv(stats["truncated"]))
+    if stats["length_tokenizer"]:
+        table.add_row("length limit", f"max_len {stats['max_len']:,} in {stats['length_tokenizer']}")
     if stats["verdicts"]:
         table.add_row("verdicts in", _kv(stats["verdicts"]))
     if stats["pairs"]:

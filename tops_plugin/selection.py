@@ -12,6 +12,18 @@ Modes (DESIGN §1, steps 1, 4 and 6):
 Rows stream through once; state is a few candidates per problem, so memory grows with the number of
 problems, not responses, and the input need not be sorted. Ties break deterministically: fewest tokens
 (most, for the longest wrong), then lowest sample index, then effort order, then input order.
+
+What may become a training target:
+
+* a *truncated* response (cut before it finished; the verdict row's `truncated`, else
+  `tops_plugin.judging.is_truncated`) is never an SFT response, a seed response or a DPO chosen one,
+  whatever its verdict; it may be a DPO rejected one only when its verdict is in `rejected_verdicts`;
+* with a length limit (`SelectionConfig.max_len`), a candidate that OpenRLHF would cut or drop
+  (`tops_plugin.openrlhf.TrainLength`) is excluded *before* choosing, so the shortest correct response
+  that fits is chosen and a pair whose rejected response does not fit is not emitted.
+
+Every exclusion is counted in `SelectionStats.excluded` (and, for problems left without a target, in
+`dropped`).
 """
 
 from __future__ import annotations
@@ -20,12 +32,13 @@ import hashlib
 import os
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from tops_plugin.efforts import EFFORTS, SeedCurationConfig, curate_seed
-from tops_plugin.jsonl import JsonlError, read_jsonl, read_jsonl_numbered
-from tops_plugin.openrlhf import dpo_row, prompt_messages, sft_row
+from tops_plugin.judging import is_truncated
+from tops_plugin.jsonl import JsonlError, loads, read_jsonl, read_jsonl_numbered
+from tops_plugin.openrlhf import TrainLength, dpo_row, effort_prompt_problem, prompt_messages, sft_row
 from tops_plugin.tokens import with_token_counts
 
 __all__ = [
@@ -33,7 +46,6 @@ __all__ = [
     "Selection",
     "SelectionConfig",
     "SelectionStats",
-    "fill_verdicts",
     "low_effort_seed_rows",
     "read_records",
     "select",
@@ -48,23 +60,37 @@ VERDICT_FIELDS = ("verdict", "correct")
 class SelectionConfig:
     """What to select and how.
 
-    `tokenizer` recounts every response (a path or hub name); None keeps each row's `tokens` and
-    counts only missing ones, in Qwen2.5 tokens. `rejected_verdicts`: verdicts that may be picked as a
-    DPO rejected response (`timeout` and `error` rows have unknown labels; add them only on purpose).
-    `group_keys`: row fields by which the effort of the selected responses is broken down.
+    Two tokenizers, two jobs. `curation_tokenizer` (the model being trained: a path or hub name) ranks
+    responses and measures the seed gaps; None ranks by Qwen2.5 tokens. The reported figures (row
+    `tokens`, statistics) are always Qwen2.5 tokens: each row's `tokens`, counted where missing, or
+    recounted for every row with `recount`. `rejected_verdicts`: verdicts that may be picked as a DPO
+    rejected response (`timeout` and `error` rows have unknown labels; add them only on purpose).
+    `max_len`: OpenRLHF's `--data.max_len` of the training run; candidates that would not fit whole,
+    measured with `chat_tokenizer` (the trained model's tokenizer and chat template; None: a Qwen2.5
+    stand-in, named in the statistics), are excluded. `group_keys`: row fields by which the effort of
+    the selected responses is broken down.
     """
 
     mode: str = "shortest"
     seed: int = 0
-    tokenizer: str | None = None
+    curation_tokenizer: str | None = None
+    recount: bool = False
     rejected_verdicts: frozenset[str] = frozenset({"wrong"})
     min_gap: int = 300
     keep_effort_prompt: bool = False
+    max_len: int | None = None
+    chat_tokenizer: str | None = None
     group_keys: tuple[str, ...] = ("benchmark", "source", "level")
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
+        if self.max_len is not None and (isinstance(self.max_len, bool) or self.max_len < 3):
+            raise ValueError(f"max_len must be an integer >= 3, got {self.max_len!r}")
+        if self.chat_tokenizer is not None and self.max_len is None:
+            raise ValueError("a chat tokenizer measures rows against max_len: give max_len too")
+        if self.mode == "seed" and self.keep_effort_prompt:
+            raise ValueError("seed mode always writes the re-assigned effort prompt: keep_effort_prompt does not apply")
         unknown = set(self.rejected_verdicts) - {"wrong", "no_answer", "timeout", "error"}
         if unknown:
             raise ValueError(f"rejected_verdicts: unknown verdict(s) {sorted(unknown)}")
@@ -80,6 +106,10 @@ class SelectionStats:
     problems_out: int = 0
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)  # candidates left out, by reason and role
+    max_len: int | None = None  # the length limit applied, and the tokenizer that measured it
+    length_tokenizer: str | None = None
+    truncated: dict[str, int] = field(default_factory=dict)  # truncated rows in, by verdict
     verdicts: dict[str, int] = field(default_factory=dict)
     pairs: dict[str, int] = field(default_factory=dict)
     chosen_tokens: dict[str, float] = field(default_factory=dict)  # n, mean, median
@@ -116,12 +146,13 @@ def _effort_rank(effort) -> int:
 class _Candidate:
     """A response still in the running for its problem: only what ranking and output need."""
 
-    __slots__ = ("effort", "order", "response", "sample", "tokens")
+    __slots__ = ("effort", "length", "order", "response", "sample", "tokens")
 
     def __init__(self, row: dict, order: int):
         self.response = row["response"]
-        self.tokens = int(row["tokens"])
-        self.sample = int(row.get("sample", 0) or 0)
+        self.tokens = row["tokens"]  # Qwen2.5: reported
+        self.length = row.get("curation_tokens", self.tokens)  # the curation tokenizer's: ranked
+        self.sample = row.get("sample") or 0
         self.effort = row.get("effort")
         self.order = order
 
@@ -133,35 +164,64 @@ class _Problem:
     """Per-problem state. The prompt and grouping fields are kept once, from the problem's first row
     (the prompt without its effort system prompt is the same for every response of a problem)."""
 
-    __slots__ = ("best", "info", "longest_wrong", "shortest_wrong")
+    __slots__ = ("best", "info", "longest_wrong", "lost", "shortest_wrong")
 
     def __init__(self, row: dict, group_keys: tuple[str, ...]):
         self.best = self.longest_wrong = self.shortest_wrong = None
-        prompt = {"messages": row["messages"]} if row.get("messages") else {"problem": row.get("problem")}
+        self.lost: set[str] = set()  # why candidates of this problem were excluded
+        prompt = {"messages": row["messages"], "effort": row.get("effort")} if row.get("messages") else {
+            "problem": row.get("problem")}
         self.info = {**prompt, **{key: row[key] for key in group_keys if row.get(key) is not None}}
 
 
 def select(rows: Iterable[dict], config: SelectionConfig = SelectionConfig()) -> Selection:
     """Select from generation records with verdicts (see the module doc); one pass over `rows`."""
+    limit = TrainLength(config.max_len, config.chat_tokenizer) if config.max_len is not None else None
+    counted = count_lengths(rows, config)
     if config.mode == "seed":
-        return _select_seed(rows, config)
+        selection = _select_seed(counted, config, limit)
+    else:
+        selection = _select_responses(counted, config, limit)
+    if limit is not None:
+        selection.stats.max_len, selection.stats.length_tokenizer = limit.max_len, limit.name
+    return selection
+
+
+def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: TrainLength | None) -> Selection:
     stats = SelectionStats(mode=config.mode)
     verdicts: Counter = Counter()
+    excluded: Counter = Counter()
+    truncated: Counter = Counter()
     problems: dict = {}
     pairs_wanted = config.mode == "iter-dpo"
-    counted = with_token_counts(rows, tokenizer=config.tokenizer, recount=config.tokenizer is not None)
     for order, row in enumerate(counted):
         verdict = verdict_of(row)
         verdicts[verdict] += 1
         state = problems.get(row["id"])
         if state is None:
             state = problems[row["id"]] = _Problem(row, config.group_keys)
+        rejectable = pairs_wanted and verdict in config.rejected_verdicts
+        if verdict != "correct" and not rejectable:
+            continue
+        cut = _truncated(row)
+        if cut:
+            truncated[verdict] += 1
+        if verdict == "correct" and cut:
+            excluded["truncated_correct"] += 1
+            state.lost.add("truncated")
+            continue
+        role = "correct" if verdict == "correct" else "rejected"
+        if limit is not None and not limit.fits(_prompt(state, row.get("effort"), config), row["response"]):
+            excluded[f"over_max_len_{role}"] += 1
+            state.lost.add("over_max_len")
+            continue
+        cand = _Candidate(row, order)
         if verdict == "correct":
-            cand = _Candidate(row, order)
             if state.best is None or _better(cand, state.best, row["id"], config):
                 state.best = cand
-        elif pairs_wanted and verdict in config.rejected_verdicts:
-            cand = _Candidate(row, order)
+        else:
+            if cut:
+                excluded["truncated_kept_as_rejected"] += 1
             if state.longest_wrong is None or _longer(cand, state.longest_wrong):
                 state.longest_wrong = cand
             if state.shortest_wrong is None or _shorter(cand, state.shortest_wrong):
@@ -169,9 +229,25 @@ def select(rows: Iterable[dict], config: SelectionConfig = SelectionConfig()) ->
     stats.rows_in = sum(verdicts.values())
     stats.problems_in = len(problems)
     stats.verdicts = {str(k): v for k, v in sorted(verdicts.items(), key=lambda kv: str(kv[0]))}
+    stats.excluded = dict(sorted(excluded.items()))
+    stats.truncated = {str(k): v for k, v in sorted(truncated.items(), key=lambda kv: str(kv[0]))}
     out = _emit_pairs(problems, config, stats) if pairs_wanted else _emit_sft(problems, config, stats)
     stats.rows_out = len(out)
     return Selection(out, stats)
+
+
+def count_lengths(rows: Iterable[dict], config: SelectionConfig) -> Iterator[dict]:
+    """Rows with `tokens` in Qwen2.5 tokens (counted where missing, or all with `recount`) and, when a
+    curation tokenizer is set, `curation_tokens` in its tokens."""
+    counted = with_token_counts(rows, recount=config.recount)
+    if config.curation_tokenizer is not None:
+        counted = with_token_counts(counted, field="curation_tokens", tokenizer=config.curation_tokenizer)
+    return counted
+
+
+def _truncated(row: dict) -> bool:
+    flag = row.get("truncated")
+    return flag if isinstance(flag, bool) else is_truncated(row)
 
 
 def _random_key(cand: _Candidate, problem_id, seed: int) -> bytes:
@@ -187,11 +263,11 @@ def _better(new: _Candidate, old: _Candidate, problem_id, config: SelectionConfi
 
 
 def _shorter(new: _Candidate, old: _Candidate) -> bool:
-    return (new.tokens, *new.base_key()) < (old.tokens, *old.base_key())
+    return (new.length, *new.base_key()) < (old.length, *old.base_key())
 
 
 def _longer(new: _Candidate, old: _Candidate) -> bool:
-    return (-new.tokens, *new.base_key()) < (-old.tokens, *old.base_key())
+    return (-new.length, *new.base_key()) < (-old.length, *old.base_key())
 
 
 def _drain(problems: dict) -> Iterator[tuple]:
@@ -200,23 +276,23 @@ def _drain(problems: dict) -> Iterator[tuple]:
         yield problem_id, problems.pop(problem_id)
 
 
-def _prompt(state: _Problem, cand: _Candidate, config: SelectionConfig) -> list[dict]:
-    return prompt_messages(state.info, cand.effort if config.keep_effort_prompt else None)
+def _prompt(state: _Problem, effort: str | None, config: SelectionConfig) -> list[dict]:
+    return prompt_messages(state.info, effort if config.keep_effort_prompt else None)
 
 
 def _emit_sft(problems: dict, config: SelectionConfig, stats: SelectionStats) -> list[dict]:
     out, lengths = [], []
-    dropped = 0
+    dropped = Counter({"no_correct": 0})
     for problem_id, state in _drain(problems):
         best = state.best
         if best is None:
-            dropped += 1
+            dropped[_drop_reason(state)] += 1
             continue
-        out.append(sft_row(_prompt(state, best, config), best.response, id=problem_id, tokens=best.tokens,
+        out.append(sft_row(_prompt(state, best.effort, config), best.response, id=problem_id, tokens=best.tokens,
                            effort=best.effort, sample=best.sample))
         lengths.append(best.tokens)
         _count_effort(stats, best.effort, state.info, config)
-    stats.dropped = {"no_correct": dropped}
+    stats.dropped = dict(dropped)
     stats.problems_out = len(out)
     stats.chosen_tokens = _summary(lengths)
     return out
@@ -229,15 +305,15 @@ def _emit_pairs(problems: dict, config: SelectionConfig, stats: SelectionStats) 
     for problem_id, state in _drain(problems):
         chosen, longest, shortest = state.best, state.longest_wrong, state.shortest_wrong
         if chosen is None:
-            dropped["no_correct"] += 1
+            dropped[_drop_reason(state)] += 1
             continue
         if longest is None:
-            dropped["no_rejectable"] += 1
+            dropped["no_rejectable" + ("_that_fits" if "over_max_len" in state.lost else "")] += 1
             continue
         rejected = [("longest_wrong", longest)]
-        if shortest.tokens < chosen.tokens and shortest is not longest and shortest.response != longest.response:
+        if shortest.length < chosen.length and shortest is not longest and shortest.response != longest.response:
             rejected.append(("shorter_wrong", shortest))
-        prompt = _prompt(state, chosen, config)
+        prompt = _prompt(state, chosen.effort, config)
         emitted = 0
         for pair, reject in rejected:
             if reject.response == chosen.response:
@@ -261,13 +337,23 @@ def _emit_pairs(problems: dict, config: SelectionConfig, stats: SelectionStats) 
     return out
 
 
-def _select_seed(rows: Iterable[dict], config: SelectionConfig) -> Selection:
-    curated = curate_seed(rows, SeedCurationConfig(min_gap=config.min_gap, tokenizer=config.tokenizer))
+def _drop_reason(state: _Problem) -> str:
+    """Why a problem has no target: no correct response at all, or only ones that were excluded."""
+    if not state.lost:
+        return "no_correct"
+    return "only_" + "_or_".join(sorted(state.lost)) + "_correct"
+
+
+def _select_seed(rows: Iterable[dict], config: SelectionConfig, limit: TrainLength | None) -> Selection:
+    curated = curate_seed(rows, SeedCurationConfig(min_gap=config.min_gap),
+                          usable=lambda row: "truncated" if _truncated(row) else None,
+                          fits=None if limit is None else limit.fits)
     seed = curated.stats
     stats = SelectionStats(mode="seed", rows_in=seed.rows_in, problems_in=seed.problems_in)
     stats.problems_out = seed.kept
     stats.rows_out = len(curated.rows)
     stats.dropped = dict(seed.dropped)
+    stats.excluded = dict(seed.excluded)
     stats.chosen_tokens = _summary([row["tokens"] for row in curated.rows])
     for row in curated.rows:
         _count_effort(stats, row.get("effort"), row, config)
@@ -297,20 +383,87 @@ def _summary(values: list[int]) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_records(path: str | os.PathLike, *, need_verdict: bool = True) -> Iterator[dict]:
-    """Stream generation records from `path`, checking `id`, `response` and (unless `need_verdict` is
-    False) a verdict; a bad row raises `JsonlError` naming the file and line."""
-    for line, row in read_jsonl_numbered(path, require=("id", "response")):
-        if need_verdict and verdict_of(row) is None:
-            raise JsonlError(path, line, "no verdict ('verdict' or boolean 'correct'): "
-                             "judge the file first (python -m tops_plugin.check) or pass --judge")
-        if not isinstance(row["response"], str):
-            raise JsonlError(path, line, "'response' must be a string")
-        if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
-            raise JsonlError(path, line, f"'id' must be a string or integer, got {row['id']!r}")
-        if not row.get("messages") and row.get("problem") is None:
-            raise JsonlError(path, line, "neither 'messages' nor 'problem': no prompt to train on")
-        yield row
+def read_records(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    need_verdict: bool = True,
+    check_tokens: bool = True,
+    skip_bad: bool = False,
+    errors: list[JsonlError] | None = None,
+) -> Iterator[dict]:
+    """Stream generation records from one file or several, refusing what selection must not trust.
+
+    A bad row raises `JsonlError` naming its file and line -- or, with `skip_bad`, is appended to
+    `errors` and skipped. Bad: not a JSON object; no `id` (string or integer) or `response` (string);
+    no verdict (unless `need_verdict` is False); `tokens` present but not a non-negative integer
+    (unless `check_tokens` is False, when every row is recounted); `effort` not low/medium/high/null;
+    `sample` not a non-negative integer; a system prompt that contradicts `effort`; no prompt
+    (`messages` or `problem`); the same (id, effort, sample) as an earlier row (both lines named).
+    """
+    sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    seen: dict[int, tuple[str, int]] = {}
+    for path in sources:
+        for line, row in read_jsonl_numbered(path, require=("id", "response"), skip_bad=skip_bad, errors=errors):
+            problem = _record_problem(row, need_verdict, check_tokens)
+            if problem is None:
+                key = _record_key(row)
+                first = seen.get(hash(key))  # a hash and a line per row, not the row itself
+                if first is None or _record_key_at(*first) != key:
+                    seen.setdefault(hash(key), (str(path), line))
+                    yield row
+                    continue
+                problem = (f"duplicate of {first[0]}:{first[1]}: the same (id, effort, sample) = "
+                           f"({row['id']!r}, {row.get('effort')!r}, {row.get('sample') or 0})")
+            error = JsonlError(path, line, problem)
+            if not skip_bad:
+                raise error
+            if errors is not None:
+                errors.append(error)
+
+
+def _record_key(row: dict) -> tuple:
+    return (row["id"], row.get("effort"), row.get("sample") or 0)
+
+
+def _record_key_at(path: str, line: int) -> tuple:
+    """The (id, effort, sample) of the record on `line` of `path` (read again only on a hash match)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == line:
+                return _record_key(loads(raw))
+    raise JsonlError(path, line, "changed while being read")
+
+
+def _record_problem(row: dict, need_verdict: bool, check_tokens: bool) -> str | None:
+    """Why a generation record cannot be selected from, or None."""
+    if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
+        return f"'id' must be a string or integer, got {_short(row['id'])}"
+    if not isinstance(row["response"], str):
+        return f"'response' must be a string, got {type(row['response']).__name__}"
+    if need_verdict and verdict_of(row) is None:
+        return ("no verdict ('verdict' or boolean 'correct'): judge the file first (python -m tops_plugin.check) "
+                "or pass --judge")
+    tokens = row.get("tokens")
+    if check_tokens and tokens is not None and (type(tokens) is not int or tokens < 0):
+        return f"'tokens' must be a non-negative integer, got {_short(tokens)} (or recount with --recount)"
+    if row.get("effort") is not None and row["effort"] not in EFFORTS:
+        return f"unknown effort {_short(row['effort'])} (expected {', '.join(EFFORTS)} or null)"
+    sample = row.get("sample")
+    if sample is not None and (type(sample) is not int or sample < 0):
+        return f"'sample' must be a non-negative integer, got {_short(sample)}"
+    messages = row.get("messages")
+    if messages is not None and not (isinstance(messages, list) and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages)):
+        return "'messages' must be a list of {role, content} string pairs"
+    if not messages and row.get("problem") is None:
+        return "neither 'messages' nor 'problem': no prompt to train on"
+    return effort_prompt_problem(row)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def low_effort_seed_rows(path: str | os.PathLike) -> Iterator[dict]:
@@ -318,34 +471,4 @@ def low_effort_seed_rows(path: str | os.PathLike) -> Iterator[dict]:
     the paper adds them to the TOPS selection (step 4). Marked `"origin": "seed"`."""
     for row in read_jsonl(path, require=("prompt", "response", "effort")):
         if row["effort"] == "low":
-            yield {**row, "prompt": prompt_messages({"messages": row["prompt"]}), "origin": "seed"}
-
-
-def fill_verdicts(
-    rows: Iterable[dict], verifier, *, gold_keys: tuple[str, ...] = ("answer", "gold"), batch_size: int = 256
-) -> Iterator[dict]:
-    """Add verdict fields to rows lacking them, judged by `verifier.check_many`; order is kept.
-
-    A row that lacks a verdict and a gold answer raises ValueError naming its id.
-    """
-    batch: list[dict] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= batch_size:
-            yield from _judge_batch(batch, verifier, gold_keys)
-            batch = []
-    if batch:
-        yield from _judge_batch(batch, verifier, gold_keys)
-
-
-def _judge_batch(batch: list[dict], verifier, gold_keys: tuple[str, ...]) -> list[dict]:
-    todo = [row for row in batch if verdict_of(row) is None]
-    pairs = []
-    for row in todo:
-        gold = next((row[key] for key in gold_keys if row.get(key) is not None), None)
-        if gold is None:
-            raise ValueError(f"row {row.get('id')!r} has no verdict and no gold answer ({'/'.join(gold_keys)})")
-        pairs.append((row["response"], str(gold)))
-    for row, verdict in zip(todo, verifier.check_many(pairs)):
-        row.update(verdict.fields())
-    return batch
+            yield {**row, "prompt": prompt_messages({"messages": row["prompt"], "effort": "low"}), "origin": "seed"}
