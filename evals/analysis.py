@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evals.harness import DEFAULT_EFFORT
+from evals.metrics import wilson_interval
+from evals.plots import accuracy_axis
+from evals.report import display_name
 from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
 from tops_plugin.round_judge import JudgeItem, RoundJudge
@@ -306,7 +309,8 @@ def _quantile_edges(values: Sequence[int], bins: int) -> list[float]:
 
 
 def _length_bins(records: Sequence[dict], bins: int) -> list[dict]:
-    """Accuracy per token-length bin: [lo, hi) except the last, which includes its upper edge."""
+    """Accuracy per token-length bin: [lo, hi) except the last, which includes its upper edge. Each bin
+    carries its n and the Wilson 95% interval (``ci95``): a bin of 3 responses says little, and says so."""
     if not records:
         return []
     edges = _quantile_edges([r["tokens"] for r in records], max(1, bins))
@@ -316,8 +320,11 @@ def _length_bins(records: Sequence[dict], bins: int) -> list[dict]:
     for i, (low, high) in enumerate(zip(edges, edges[1:])):
         last = i == len(edges) - 2
         members = [r for r in records if low <= r["tokens"] < high or (last and r["tokens"] == high)]
+        correct = sum(r["correct"] for r in members)
+        interval = wilson_interval(correct, len(members))
         table.append(
-            {"lo": low, "hi": high, "n": len(members), "accuracy": _accuracy(members),
+            {"lo": low, "hi": high, "n": len(members), "correct": correct, "accuracy": _accuracy(members),
+             "ci95": None if interval is None else list(interval),
              "tokens_mean": _mean([r["tokens"] for r in members])}
         )
     return table
@@ -411,9 +418,16 @@ def analyze(
     records = _response_rounds(rows, check_many, config, progress)
     if judge is not None:
         _add_llm_judgements(records, rows, judge, config, progress)
+    by_benchmark = _by(records, lambda r: r["benchmark"])
     analysis = {
         "responses": len(records),
-        "accuracy": _accuracy(records),
+        "benchmarks": {
+            bench: {"responses": len(by_benchmark[bench]), "problems": len({r["id"] for r in by_benchmark[bench]}),
+                    "accuracy": _accuracy(by_benchmark[bench])}
+            for bench in sorted(by_benchmark)
+        },
+        # Benchmarks differ in difficulty, so one accuracy over all of them is labelled for what it is.
+        "pooled": {"over": sorted(by_benchmark), "responses": len(records), "accuracy": _accuracy(records)},
         "rounds_definition": {
             "population": "top-level figures of each group cover correct final answers (as in the paper); "
             "'all' covers every response",
@@ -469,65 +483,87 @@ _ROUND_HEADER = ["responses", "accuracy", "tokens (correct)", "rounds", "erroneo
                  "rounds (all)", "erroneous (all)", "ratio (all)"]
 
 
+def _interval(cell: dict) -> str:
+    ci = cell.get("ci95")
+    return "-" if ci is None else f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
+
+
+def _pooled_label(analysis: dict) -> str:
+    """What a figure over every response covers: one benchmark by name, several as 'pooled over …'."""
+    over = [display_name(b) for b in analysis["pooled"]["over"]]
+    return over[0] if len(over) == 1 else "pooled over " + ", ".join(over)
+
+
 def render_report(analysis: dict, plots: Sequence[str] = ()) -> str:
-    """The Markdown report of an analysis (a pure function of analysis.json)."""
+    """The Markdown report of an analysis (a pure function of analysis.json). Figures are per benchmark;
+    a figure over several benchmarks is labelled as pooled."""
     judged = analysis["config"].get("judge_model") is not None
     header = _ROUND_HEADER + (["judge rounds", "judge erroneous"] if judged else [])
-    out = [
-        "# Reasoning rounds and length analysis",
+    several = len(analysis["benchmarks"]) > 1
+    out = ["# Reasoning rounds and length analysis", ""]
+    out += _table(
+        ["benchmark", "responses", "problems", "accuracy"],
+        [[display_name(bench), str(cell["responses"]), str(cell["problems"]), pct(cell["accuracy"])]
+         for bench, cell in analysis["benchmarks"].items()]
+        + ([[f"*{_pooled_label(analysis)}*", str(analysis["pooled"]["responses"]), "-",
+             pct(analysis["pooled"]["accuracy"])]] if several else []),
+    )
+    out += [
+        "A round is a reasoning or verification pass that ends at an answer the response commits to; it is "
+        "erroneous when the checker judges its answer wrong. Round means without a suffix cover correct final "
+        "answers, as in the paper; *(all)* covers every response. Ratio = erroneous rounds / rounds.",
         "",
-        f"{analysis['responses']} responses, accuracy {pct(analysis['accuracy'])}.",
-        "",
-        "A round is a reasoning or verification pass that reaches an answer; it is erroneous when the checker "
-        "judges its answer wrong. Round means without a suffix cover correct final answers, as in the paper; "
-        "*(all)* covers every response. Ratio = erroneous rounds / rounds.",
-        "",
-        "## Rounds by effort",
+        "## Rounds by benchmark and effort",
         "",
     ]
-    out += _table(["effort"] + header, _rounds_rows(analysis["by_effort"], lambda e: [e]))
-    out += ["## Rounds by benchmark and effort", ""]
     out += _table(
         ["benchmark", "effort"] + header,
         [row for bench, groups in analysis["by_benchmark"].items()
-         for row in _rounds_rows(groups, lambda e, b=bench: [b, e])],
+         for row in _rounds_rows(groups, lambda e, b=bench: [display_name(b), e])],
     )
     if analysis["by_level"]:
         out += ["## Rounds by level and effort", ""]
         out += _table(
             ["benchmark", "level", "effort"] + header,
             [row for bench, levels in analysis["by_level"].items() for level, groups in levels.items()
-             for row in _rounds_rows(groups, lambda e, b=bench, lv=level: [b, lv, e])],
+             for row in _rounds_rows(groups, lambda e, b=bench, lv=level: [display_name(b), lv, e])],
         )
+    if several:
+        out += [f"## Rounds by effort, {_pooled_label(analysis)}", "",
+                "Benchmarks differ in difficulty and length; read the per-benchmark table first.", ""]
+        out += _table(["effort"] + header, _rounds_rows(analysis["by_effort"], lambda e: [e]))
     out += ["## Accuracy by effort", ""]
     out += _table(
         ["benchmark", "effort", "responses", "accuracy", "tokens mean", "tokens median"],
-        [[bench, effort, str(cell["n"]), pct(cell["accuracy"]), fmt(cell["tokens_mean"], 0),
+        [[display_name(bench), effort, str(cell["n"]), pct(cell["accuracy"]), fmt(cell["tokens_mean"], 0),
           fmt(cell["tokens_median"], 0)]
          for bench, table in analysis["length_accuracy"].items() for effort, cell in table["by_effort"].items()],
     )
     out += ["## Accuracy by response length", "", "Bins are quantiles of each benchmark's response lengths "
-            "(Qwen2.5 tokens). Across problems, length also tracks difficulty.", ""]
+            "(Qwen2.5 tokens); 95% = the Wilson interval of the bin's accuracy, wide when the bin is small. "
+            "Across problems, length also tracks difficulty.", ""]
     out += _table(
-        ["benchmark", "tokens", "responses", "accuracy"],
-        [[bench, f"{cell['lo']:.0f}–{cell['hi']:.0f}", str(cell["n"]), pct(cell["accuracy"])]
+        ["benchmark", "tokens", "responses", "accuracy", "95%"],
+        [[display_name(bench), f"{cell['lo']:.0f}–{cell['hi']:.0f}", str(cell["n"]), pct(cell["accuracy"]),
+          _interval(cell)]
          for bench, table in analysis["length_accuracy"].items() for cell in table["bins"]],
     )
     out += ["## Effort that maximises accuracy per difficulty", "",
             "Ties go to the shorter mean length. `all` is the whole benchmark.", ""]
     out += _table(
-        ["benchmark", "level", "best effort", "accuracy", "tokens mean", "accuracy per effort"],
-        [[bench, level, cell["best_effort"], pct(cell["best_accuracy"]), fmt(cell["best_tokens_mean"], 0),
-          ", ".join(f"{e} {pct(a)}" for e, a in cell["accuracy"].items())]
+        ["benchmark", "level", "best effort", "accuracy", "tokens mean", "accuracy per effort (responses)"],
+        [[display_name(bench), level, cell["best_effort"], pct(cell["best_accuracy"]),
+          fmt(cell["best_tokens_mean"], 0),
+          ", ".join(f"{e} {pct(a)} ({cell['n'][e]})" for e, a in cell["accuracy"].items())]
          for bench, levels in analysis["optimal_effort"].items() for level, cell in levels.items()],
     )
     out += ["## Shorter correct, longer wrong", "",
             "Among problems with two or more responses: a shorter response was correct and a longer one wrong "
-            "(and the reverse, for contrast).", ""]
+            "(and the reverse, for contrast). `all` pools the benchmarks.", ""]
     out += _table(
         ["benchmark", "problems", "mixed", "shorter right & longer wrong", "share", "longer right & shorter wrong",
          "share"],
-        [[bench, str(c["problems"]), str(c["mixed_problems"]), str(c["shorter_correct_longer_wrong"]),
+        [[display_name(bench), str(c["problems"]), str(c["mixed_problems"]), str(c["shorter_correct_longer_wrong"]),
           pct(c["share"]), str(c["longer_correct_shorter_wrong"]), pct(c["share_reverse"])]
          for bench, c in analysis["shorter_correct_longer_wrong"].items()],
     )
@@ -537,7 +573,8 @@ def render_report(analysis: dict, plots: Sequence[str] = ()) -> str:
 
 
 def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """PNG plots of rounds by effort, accuracy by effort and by length; returns the files written."""
+    """PNG plots of rounds by effort, accuracy by effort, by length (with n and Wilson 95% intervals) and
+    by level; one panel per benchmark; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -549,53 +586,65 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
     if not benches:
         return written
 
+    def panels(count: int):
+        fig, axes = plt.subplots(1, count, figsize=(4.4 * count, 3.6), squeeze=False, layout="constrained")
+        return fig, list(axes[0])
+
     def save(fig, name: str) -> None:
         path = out / name
         with atomic_writer(path) as handle:
-            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         written.append(path)
 
     # Rounds and erroneous rounds per effort (correct final answers), one panel per benchmark.
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.4), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    fig, axes = panels(len(benches))
+    for ax, bench in zip(axes, benches):
         groups = analysis["by_benchmark"][bench]
         efforts = list(groups)
         xs = range(len(efforts))
         ax.bar([x - 0.2 for x in xs], [groups[e]["rounds_mean"] or 0 for e in efforts], 0.4, label="rounds")
         ax.bar([x + 0.2 for x in xs], [groups[e]["erroneous_rounds_mean"] or 0 for e in efforts], 0.4,
                label="erroneous rounds")
-        ax.set_xticks(list(xs), efforts)
-        ax.set_title(f"{bench} (correct answers)")
-    axes[0][0].set_ylabel("mean per response")
-    axes[0][0].legend(fontsize=8)
+        ax.set_xticks(list(xs), [f"{e}\nn={groups[e]['responses']}" for e in efforts])
+        ax.set_title(f"{display_name(bench)}: correct answers")
+        ax.set_ylabel("mean per response")
+        ax.legend(fontsize=8)
     save(fig, "rounds_by_effort.png")
 
     # Accuracy vs mean length, one point per effort.
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.4), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    fig, axes = panels(len(benches))
+    for ax, bench in zip(axes, benches):
         table = analysis["length_accuracy"][bench]["by_effort"]
         xs = [cell["tokens_mean"] for cell in table.values()]
         ys = [100 * cell["accuracy"] for cell in table.values()]
-        ax.plot(xs, ys, marker="o")
+        ax.plot(xs, ys, marker="o", linewidth=1 if len(xs) > 1 else 0)
         for effort, x, y in zip(table, xs, ys):
-            ax.annotate(effort, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel("mean tokens")
-        ax.set_title(bench)
-    axes[0][0].set_ylabel("accuracy (%)")
+            ax.annotate(f"{effort} (n={table[effort]['n']})", (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        ax.set_xlim(0, max(xs) * 1.3 if xs and max(xs) > 0 else 1)
+        ax.set_xlabel("mean tokens (Qwen2.5)")
+        accuracy_axis(ax, ys)
+        ax.set_title(display_name(bench))
+        ax.grid(alpha=0.3)
     save(fig, "accuracy_by_effort.png")
 
-    # Accuracy per length bin.
-    fig, axes = plt.subplots(1, len(benches), figsize=(4.2 * len(benches), 3.4), squeeze=False)
+    # Accuracy per length bin, with the bin's n and its Wilson 95% interval. Bins sit side by side (their
+    # token ranges as labels): quantile bins of a long tail would crowd together on a token axis.
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.6 * len(benches), 3.9), squeeze=False, layout="constrained")
     for ax, bench in zip(axes[0], benches):
         cells = [c for c in analysis["length_accuracy"][bench]["bins"] if c["n"]]
-        xs = [c["tokens_mean"] for c in cells]
-        ax.plot(xs, [100 * c["accuracy"] for c in cells], marker="o")
-        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:  # long tails: a log axis keeps short bins readable
-            ax.set_xscale("log")
-        ax.set_xlabel("tokens (bin mean)")
-        ax.set_title(bench)
-    axes[0][0].set_ylabel("accuracy (%)")
+        xs = list(range(len(cells)))
+        ys = [100 * c["accuracy"] for c in cells]
+        below = [y - 100 * c["ci95"][0] for c, y in zip(cells, ys)]
+        above = [100 * c["ci95"][1] - y for c, y in zip(cells, ys)]
+        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, linewidth=1)
+        ax.set_xticks(xs, [f"{c['lo']:.0f}–{c['hi']:.0f}\nn={c['n']}" for c in cells], fontsize=7)
+        ax.set_xlabel("response tokens (Qwen2.5), quantile bins; n = responses")
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("accuracy (%), Wilson 95% interval")
+        ax.set_title(display_name(bench))
+        ax.grid(alpha=0.3)
     save(fig, "accuracy_by_length.png")
 
     # Accuracy per difficulty level and effort (benchmarks with levels): where each effort is optimal.
@@ -604,18 +653,23 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
         if len(levels) > 1:
             leveled[bench] = {level: cell for level, cell in levels.items() if level != "all"}
     if leveled:
-        fig, axes = plt.subplots(1, len(leveled), figsize=(4.2 * len(leveled), 3.4), squeeze=False)
-        for ax, (bench, levels) in zip(axes[0], leveled.items()):
+        fig, axes = panels(len(leveled))
+        for ax, (bench, levels) in zip(axes, leveled.items()):
             efforts = sorted({e for cell in levels.values() for e in cell["accuracy"]}, key=_effort_key)
             names = list(levels)
+            values = []
             for effort in efforts:
                 ys = [100 * levels[lv]["accuracy"][effort] if effort in levels[lv]["accuracy"] else float("nan")
                       for lv in names]
                 ax.plot(names, ys, marker="o", label=effort)
-            ax.set_xlabel("level")
-            ax.set_title(bench)
-        axes[0][0].set_ylabel("accuracy (%)")
-        axes[0][0].legend(fontsize=8)
+                values += ys
+            counts = [sum(levels[lv]["n"].values()) for lv in names]
+            ax.set_xticks(range(len(names)), [f"{lv}\nn={n}" for lv, n in zip(names, counts)])
+            ax.set_xlabel("level (responses)")
+            accuracy_axis(ax, values)
+            ax.set_title(display_name(bench))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
         save(fig, "accuracy_by_level.png")
     return written
 

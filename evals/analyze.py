@@ -23,6 +23,7 @@ from evals.analysis import (
     samples_path,
     write_outputs,
 )
+from evals.report import display_name
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.round_judge import RoundJudge
 
@@ -103,12 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_outputs(args.out, analysis, records, plots=not args.no_plots)
     if counted or judged:
         console.print(f"counted tokens of {counted} and judged {judged} responses that lacked them")
-    for effort, cell in analysis["by_effort"].items():
-        console.print(
-            f"{effort:>8}: {cell['all']['responses']} responses, accuracy {pct(cell['accuracy'])}, "
-            f"rounds {fmt(cell['rounds_mean'])}, erroneous {fmt(cell['erroneous_rounds_mean'])}, "
-            f"ratio {fmt(cell['erroneous_ratio'])} (correct answers)"
-        )
+    for bench, groups in analysis["by_benchmark"].items():
+        for effort, cell in groups.items():
+            console.print(
+                f"{display_name(bench)} {effort}: {cell['all']['responses']} responses, accuracy "
+                f"{pct(cell['accuracy'])}, rounds {fmt(cell['rounds_mean'])}, erroneous "
+                f"{fmt(cell['erroneous_rounds_mean'])}, ratio {fmt(cell['erroneous_ratio'])} (correct answers)",
+                markup=False, highlight=False, soft_wrap=True,
+            )
+    if len(analysis["benchmarks"]) > 1:
+        pooled = analysis["pooled"]
+        console.print(f"pooled over {', '.join(display_name(b) for b in pooled['over'])}: {pooled['responses']} "
+                      f"responses, accuracy {pct(pooled['accuracy'])}", markup=False, highlight=False, soft_wrap=True)
     if judge is not None:
         judged_ok = sum(record["llm_judge"]["judged"] for record in records)
         console.print(f"judge {judge.model}: {judged_ok} judged, {len(records) - judged_ok} unjudged "

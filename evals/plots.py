@@ -51,7 +51,9 @@ def accuracy_axis(ax, values: Sequence[float], label: str = "accuracy (%)") -> N
     finite = [v for v in values if v is not None and math.isfinite(v)] or [0.0]
     low = max(0.0, math.floor((min(finite) - 5) / 10) * 10)
     high = min(100.0, math.ceil((max(finite) + 5) / 10) * 10)
-    ax.set_ylim(low, max(high, low + 10))
+    high = max(high, low + 10)
+    margin = 0.03 * (high - low)  # a point at 0 or 100 % is drawn whole, not cut by the frame
+    ax.set_ylim(low - margin, high + margin)
     ax.set_ylabel(label)
 
 
@@ -67,6 +69,16 @@ def _counts_axis(ax, label: str) -> None:
     ax.set_ylabel(label)
 
 
+def _annotate(ax, points: Sequence[tuple[float, float, str]], color: str | None = None) -> None:
+    """Label points; points drawn at the same place get one joined label instead of overprinted ones."""
+    places: dict[tuple[float, float], list[str]] = {}
+    for x, y, name in points:
+        if name:
+            places.setdefault((round(x, 6), round(y, 6)), []).append(name)
+    for (x, y), names in places.items():
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8, color=color)
+
+
 def _point_label(name: str, cell: Mapping) -> str:
     covered = coverage(cell)
     return name if covered is None else f"{name} ({covered[0]}/{covered[1]})"
@@ -79,14 +91,15 @@ def accuracy_vs_tokens(summary: Mapping, path: Path) -> str:
     benches = [bench for bench in results if results[bench]]
     plt, fig, axes = _panels(len(benches))
     for ax, bench in zip(axes, benches):
-        xs, ys = [], []
+        xs, ys, labels = [], [], []
         for effort, cell in results[bench].items():
             x, y = cell.get("tokens_mean") or 0.0, 100 * cell["accuracy_mean"]
             spread = 100 * cell["accuracy_std"] if cell.get("samples_per_problem_max", 1) >= 2 else None
             ax.errorbar(x, y, yerr=spread, fmt="o", capsize=3)
-            ax.annotate(_point_label(effort, cell), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
             xs.append(x)
             ys.append(y)
+            labels.append(_point_label(effort, cell))
+        _annotate(ax, list(zip(xs, ys, labels)))
         ax.set_title(display_name(bench))
         accuracy_axis(ax, ys)
         _tokens_axis(ax, xs)
@@ -113,6 +126,9 @@ def _histograms(ax, series: Mapping[str, Sequence[int]], title: str) -> None:
         if len(tokens):
             ax.hist(np.clip(tokens, low, high), bins=30, range=(low, high), histtype="step", linewidth=1.4,
                     label=f"{label} (n={len(tokens)})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("response tokens (Qwen2.5)" + ("; last bin ≥ 99th pct" if folded else ""))
     ax.legend(fontsize=7)
 
@@ -195,13 +211,14 @@ def runs_accuracy_vs_tokens(runs: Sequence[tuple[str, Mapping]], path: str | Pat
                             key=lambda point: point[0])
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             ax.plot(xs, ys, marker="o", color=color, label=label, linewidth=1 if len(points) > 1 else 0)
+            labels = []
             for x, y, effort, cell in points:
                 name = "" if effort == "default" else effort
                 covered = coverage(cell)
                 if covered is not None:
                     name = f"{name} ({covered[0]}/{covered[1]} problems)".strip()
-                if name:
-                    ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7, color=color)
+                labels.append((x, y, name))
+            _annotate(ax, labels, color)
             xs_all += xs
             ys_all += ys
         ax.set_title(display_name(bench))

@@ -61,7 +61,13 @@ def test_rounds_by_effort(result):
     assert (default["all"]["responses"], default["all"]["rounds_mean"], default["all"]["erroneous_ratio"]) == (
         1, 0.0, None)
     assert (low["accuracy"], high["accuracy"], default["accuracy"]) == (1.0, 0.5, 0.0)
-    assert analysis["responses"] == 6 and analysis["accuracy"] == pytest.approx(4 / 6)
+    # Per benchmark; the figure over both is labelled as pooled.
+    assert analysis["benchmarks"] == {
+        "gsm8k": {"responses": 1, "problems": 1, "accuracy": 1.0},
+        "math500": {"responses": 5, "problems": 3, "accuracy": 0.6},
+    }
+    assert analysis["pooled"] == {"over": ["gsm8k", "math500"], "responses": 6, "accuracy": pytest.approx(4 / 6)}
+    assert "accuracy" not in analysis
 
 
 def test_rounds_by_benchmark_and_level(result):
@@ -84,7 +90,12 @@ def test_length_bins_and_effort_accuracy(result):
         (50, 120, 2, 0.5), (120, 300, 3, pytest.approx(2 / 3))]
     assert math["by_effort"]["high"] == {"n": 2, "accuracy": 0.5, "tokens_mean": 250.0, "tokens_median": 250.0}
     assert analysis["length_accuracy"]["gsm8k"]["bins"] == [
-        {"lo": 80, "hi": 80, "n": 1, "accuracy": 1.0, "tokens_mean": 80.0}]
+        {"lo": 80, "hi": 80, "n": 1, "correct": 1, "accuracy": 1.0, "ci95": [pytest.approx(0.2065, abs=1e-4), 1.0],
+         "tokens_mean": 80.0}]
+    # Every bin carries its n and a Wilson 95% interval around its accuracy.
+    for cell in math["bins"]:
+        low, high = cell["ci95"]
+        assert 0 <= low < cell["accuracy"] < high <= 1 and cell["correct"] == round(cell["accuracy"] * cell["n"])
 
 
 def test_optimal_effort_per_level(result):
@@ -163,7 +174,9 @@ def test_cli_writes_analysis_report_and_plots(tmp_path):
     assert [r["rounds"] for r in records] == [1, 3, 2, 0, 2, 1]
     assert [span["verdict"] for span in records[1]["round_spans"]] == ["wrong", "correct", "wrong"]
     report = (out / "report.md").read_text()
-    assert "## Rounds by effort" in report and "| high | 2 | 50.0% |" in report
+    assert "| MATH500 | 5 | 3 | 60.0% |" in report and "| *pooled over GSM8K, MATH500* | 6 | - | 66.7% |" in report
+    assert "## Rounds by effort, pooled over GSM8K, MATH500" in report and "| high | 2 | 50.0% |" in report
+    assert "| MATH500 | 50–120 | 2 | 50.0% | 9–91% |" in report  # length bins with n and the 95% interval
     assert "## Effort that maximises accuracy per difficulty" in report
     for name in ("rounds_by_effort.png", "accuracy_by_effort.png", "accuracy_by_length.png", "accuracy_by_level.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
