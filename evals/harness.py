@@ -26,7 +26,7 @@ from typing import Any
 from evals.benchmarks import BenchmarkData, load_benchmarks
 from evals.metrics import summarize, usage_tokens
 from tops_plugin.efforts import EFFORTS
-from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, read_jsonl, repair_tail, sha256_file
+from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, dumps, read_jsonl, repair_tail, sha256_file
 
 __all__ = [
     "TOKEN_COUNTS",
@@ -252,16 +252,43 @@ def _key(row: dict) -> SampleKey:
     return str(row["benchmark"]), str(row["id"]), row.get("effort"), int(row.get("sample", 0))
 
 
-def judged_keys(samples_path: Path) -> set[SampleKey]:
-    """Keys already in samples.jsonl (after cutting a torn last line)."""
+def judged_keys(samples_path: Path) -> dict[SampleKey, str | None]:
+    """Samples already in samples.jsonl (after cutting a torn last line), each with the `judge_key` of its
+    verdict: what decided it (response, gold, truncation, checker version; None for rows without one)."""
     if not samples_path.exists():
-        return set()
+        return {}
     repair_tail(samples_path)
-    return {_key(row) for row in read_jsonl(samples_path, require=("benchmark", "id"))}
+    return {_key(row): row.get("judge_key") for row in read_jsonl(samples_path, require=("benchmark", "id"))}
 
 
-def generation_rows(config: EvalConfig, data: list[BenchmarkData], out: Path, done: set[SampleKey]) -> Iterator[dict]:
-    """Generation records in scope (problems after --limit, efforts, samples < K) not yet judged."""
+def _up_to_date(row: dict, done: dict[SampleKey, str | None]) -> bool:
+    """Whether samples.jsonl already holds this row's verdict, made from the same response, gold, truncation
+    and checker. A row whose sample was judged from other inputs is judged again (see `drop_samples`)."""
+    from tops_plugin.judging import is_truncated, judge_key
+
+    key = _key(row)
+    return key in done and done[key] == judge_key(row["response"], str(row["answer"]), is_truncated(row))
+
+
+def drop_samples(samples_path: Path, keys: set[SampleKey]) -> int:
+    """Rewrite samples.jsonl (atomically) without the rows of `keys`; returns how many were dropped."""
+    if not keys or not samples_path.exists():
+        return 0
+    dropped = 0
+    with atomic_writer(samples_path) as handle:
+        for row in read_jsonl(samples_path, require=("benchmark", "id")):
+            if _key(row) in keys:
+                dropped += 1
+                continue
+            handle.write(dumps(row))
+    return dropped
+
+
+def generation_rows(
+    config: EvalConfig, data: list[BenchmarkData], out: Path, done: dict[SampleKey, str | None]
+) -> Iterator[dict]:
+    """Generation records in scope (problems after --limit, efforts, samples < K) without an up-to-date
+    verdict in samples.jsonl (`done`, from `judged_keys`; updated as rows are yielded)."""
     efforts = set(config.generation_efforts)
     for item in data:
         path = out / "generations" / f"{item.name}.jsonl"
@@ -273,10 +300,10 @@ def generation_rows(config: EvalConfig, data: list[BenchmarkData], out: Path, do
             if problem is None or row.get("effort") not in efforts or int(row.get("sample", 0)) >= config.n_samples:
                 continue
             row["benchmark"] = item.name
-            if _key(row) in done:
-                continue
-            done.add(_key(row))
             row["answer"] = problem["answer"]
+            if _up_to_date(row, done):
+                continue
+            done[_key(row)] = None  # a second record of the same sample is not judged twice
             yield row
 
 
@@ -332,9 +359,9 @@ def _matched_responses(
 
 
 def response_rows(
-    config: EvalConfig, data: list[BenchmarkData], done: set[SampleKey], stats: Counter
+    config: EvalConfig, data: list[BenchmarkData], done: dict[SampleKey, str | None], stats: Counter
 ) -> Iterator[dict]:
-    """Rows of the --responses file not yet judged, matched to their problems by id.
+    """Rows of the --responses file without an up-to-date verdict, matched to their problems by id.
 
     The whole file is validated first (a streaming pass), so a bad line stops the run before any work
     starts. A row whose (benchmark, id, effort, sample) was seen before counts as a duplicate.
@@ -348,7 +375,7 @@ def response_rows(
             stats["duplicates"] += 1
             continue
         seen.add(key)
-        if key in done:
+        if _up_to_date(row, done):
             stats["already_judged"] += 1
             continue
         row.setdefault("problem", problem["problem"])
@@ -426,7 +453,7 @@ def _with_counted_text(rows: Iterable[dict], count: str) -> Iterator[dict]:
 
 # ------------------------------------------------------------------------------------------------- summary
 
-_COMPACT = ("id", "sample", "correct", "verdict", "tokens", "finish_reason", "level")
+_COMPACT = ("id", "sample", "correct", "verdict", "tokens", "finish_reason", "truncated", "level")
 
 
 def collect(samples_path: Path, config: EvalConfig, data: list[BenchmarkData]) -> dict[str, dict[str, list[dict]]]:
@@ -514,15 +541,21 @@ def run_eval(config: EvalConfig, progress: Progress | None = None) -> RunResult:
 
     samples_path = out / "samples.jsonl"
     run: dict[str, Any] = {}
+    stats: Counter = Counter()
     if config.backend == "responses":
-        done = judged_keys(samples_path)
-        stats: Counter = Counter()
-        run["judged_now"] = judge_to_samples(response_rows(config, data, done, stats), samples_path, config, progress)
-        run["responses_file"] = {"path": config.responses, "sha256": sha256_file(config.responses), **stats}
+        rows = lambda done, counts: response_rows(config, data, done, counts)  # noqa: E731
     else:
         run["generation"] = generate(config, data, out, progress)
-        done = judged_keys(samples_path)
-        run["judged_now"] = judge_to_samples(generation_rows(config, data, out, done), samples_path, config, progress)
+        rows = lambda done, counts: generation_rows(config, data, out, done)  # noqa: E731
+    done = judged_keys(samples_path)
+    # A sample whose response, gold or checker changed since it was judged: its old verdict goes first.
+    stale = {_key(row) for row in rows(dict(done), Counter()) if _key(row) in done}
+    run["judged_again"] = drop_samples(samples_path, stale)
+    for key in stale:
+        del done[key]
+    run["judged_now"] = judge_to_samples(rows(done, stats), samples_path, config, progress)
+    if config.backend == "responses":
+        run["responses_file"] = {"path": config.responses, "sha256": sha256_file(config.responses), **stats}
 
     groups = collect(samples_path, config, data)
     summary = build_summary(config, data, groups, run)

@@ -106,9 +106,12 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def token_stats(rows: Sequence[Mapping]) -> dict:
-    """Mean/median tokens overall, of correct and of wrong responses, and the truncation share."""
+    """Mean/median tokens overall, of correct and of wrong responses, the truncation share and how many
+    truncated responses were scored correct (a cut-off response that boxed its answer early counts, as
+    in the paper's evaluation; it is never a training target)."""
     tokens = [int(row["tokens"]) for row in rows]
-    truncated = sum(1 for row in rows if row.get("finish_reason") == "length")
+    cut = [row for row in rows if _truncated(row)]
+    truncated = len(cut)
     return {
         "tokens_mean": _mean(tokens),
         "tokens_median": statistics.median(tokens) if tokens else None,
@@ -117,7 +120,13 @@ def token_stats(rows: Sequence[Mapping]) -> dict:
         "tokens_wrong_mean": _mean([int(row["tokens"]) for row in rows if not row["correct"]]),
         "truncated": truncated,
         "truncated_share": truncated / len(rows) if rows else None,
+        "truncated_correct": sum(1 for row in cut if row["correct"]),
     }
+
+
+def _truncated(row: Mapping) -> bool:
+    flag = row.get("truncated")
+    return flag if isinstance(flag, bool) else row.get("finish_reason") == "length"
 
 
 def verdict_counts(rows: Iterable[Mapping]) -> dict[str, int]:

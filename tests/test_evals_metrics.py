@@ -72,7 +72,7 @@ def test_accuracy_std_is_population_std_over_sample_indices():
 def test_summarize_hand_computed():
     rows = [
         _row("p1", 0, True, 4, level=1), _row("p1", 1, False, 2, level=1),
-        _row("p2", 0, True, 2, level=1), _row("p2", 1, True, 7, level=1),
+        _row("p2", 0, True, 2, level=1), _row("p2", 1, True, 7, level=1, truncated=True),
         _row("p3", 0, False, 1, level=2), _row("p3", 1, False, 5, "no_answer", level=2, finish_reason="length"),
     ]
     result = metrics.summarize(rows, n_problems_expected=4)
@@ -84,7 +84,9 @@ def test_summarize_hand_computed():
     assert result["tokens_median"] == pytest.approx(3.0)
     assert result["tokens_correct_mean"] == pytest.approx(13 / 3)
     assert result["tokens_wrong_mean"] == pytest.approx(8 / 3)
-    assert result["truncated"] == 1 and result["truncated_share"] == pytest.approx(1 / 6)
+    # p2/1 is marked truncated by the judge (an unclosed thought), p3/1 by its finish_reason.
+    assert result["truncated"] == 2 and result["truncated_share"] == pytest.approx(2 / 6)
+    assert result["truncated_correct"] == 1
     assert result["verdicts"] == {"correct": 3, "wrong": 2, "no_answer": 1, "timeout": 0, "error": 0}
     assert result["by_level"]["1"] == {"n_problems": 2, "n_samples": 4, "accuracy": 0.75, "tokens_mean": 3.75}
     assert result["problem_ids"] == ["p1", "p2", "p3"] and result["n_problems_expected"] == 4

@@ -111,6 +111,28 @@ def test_responses_resume_after_interruption(toy):
     assert third.summary["run"]["judged_now"] == 0 and third.summary["results"] == first["results"]
 
 
+def test_rewritten_responses_are_judged_again_not_kept(toy):
+    """The responses file rewritten under the same name: the old verdicts of changed rows go, the rest stay,
+    and the result equals a fresh run on the new file."""
+    out = toy["dir"] / "run"
+    first = run_eval(responses_config(toy, out)).summary
+    assert first["results"]["toy"]["default"]["verdicts"]["correct"] == 3
+    path = Path(toy["responses"])
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row.get("sample") == 1 and row["id"] in ("p1", "p2"):
+            row["response"] = "\\boxed{99}"
+    write_jsonl(path, rows)
+    again = run_eval(responses_config(toy, out)).summary
+    assert again["run"]["judged_again"] == 2 and again["run"]["judged_now"] == 2
+    assert again["run"]["responses_file"]["already_judged"] == 5
+    fresh = run_eval(responses_config(toy, toy["dir"] / "fresh")).summary
+    assert again["results"] == fresh["results"] != first["results"]
+    assert len(list(read_jsonl(out / "samples.jsonl"))) == 7
+    truncated = [r for r in read_jsonl(out / "samples.jsonl") if r["truncated"]]
+    assert [(r["id"], r["verdict"]) for r in truncated] == [("p3", "no_answer")]
+
+
 def test_effort_filter_and_limit_in_responses_mode(toy):
     out = toy["dir"] / "low"
     summary = run_eval(responses_config(toy, out, efforts=("low",), limit=1)).summary
