@@ -41,7 +41,8 @@ def test_malformed_line_stops_with_file_and_line_and_writes_nothing(tmp_path: Pa
 def test_missing_key_and_skip_bad(tmp_path: Path, capsys) -> None:
     _write(tmp_path / "in.jsonl", [{"response": "1", "answer": "1"}, {"response": "2"}, {"response": "3", "answer": "3"}])
     assert main([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--workers", "1"]) == 2
-    assert "missing key(s) 'answer'" in capsys.readouterr().err
+    assert "in.jsonl:2: missing key 'answer' (the row has 'response'; name the right one with --gold-key KEY)" in (
+        capsys.readouterr().err)
     assert main([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--workers", "1", "--skip-bad"]) == 0
     assert [r["response"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["1", "3"]
     assert "skipped" in capsys.readouterr().err
@@ -118,3 +119,17 @@ def test_resume_rejudges_from_the_first_changed_row(tmp_path: Path, capsys) -> N
     out.unlink()
     assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--gold-key", "alt"]) == 0
     assert "resuming: 4 rows" in capsys.readouterr().err and out.read_bytes() == first
+
+
+def test_gold_under_another_key_is_named_and_all_skipped_is_no_success(tmp_path: Path, capsys) -> None:
+    _write(tmp_path / "in.jsonl", [{"id": i, "response": f"\\boxed{{{i}}}", "gold": str(i)} for i in range(3)])
+    out = tmp_path / "out.jsonl"
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "missing key 'answer' (the row has 'id', 'response', 'gold'; name the right one with --gold-key KEY)" in err
+    # Skipping every row is not a result: refused, and nothing is left behind.
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--skip-bad"]) == 2
+    assert "every row of" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "out.jsonl.partial").exists()
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--gold-key", "gold"]) == 0
+    assert [r["verdict"] for r in read_jsonl(out)] == ["correct"] * 3

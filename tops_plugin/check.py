@@ -55,7 +55,7 @@ def valid_rows(
     not a string/number -- raises `JsonlError` naming the file and line, or with `skip_bad` goes to
     `errors` and is skipped.
     """
-    for line, row in read_jsonl_numbered(path, require=(response_key, gold_key), skip_bad=skip_bad, errors=errors):
+    for line, row in read_jsonl_numbered(path, skip_bad=skip_bad, errors=errors):
         problem = _row_problem(row, response_key, gold_key)
         if problem is None:
             yield row
@@ -68,6 +68,10 @@ def valid_rows(
 
 
 def _row_problem(row: dict, response_key: str, gold_key: str) -> str | None:
+    for key, option in ((response_key, "--response-key"), (gold_key, "--gold-key")):
+        if key not in row:
+            keys = ", ".join(map(repr, row)) or "none"
+            return f"missing key {key!r} (the row has {keys}; name the right one with {option} KEY)"
     response, gold = row[response_key], row[gold_key]
     if not isinstance(response, str):
         return f"{response_key!r} must be a string, got {type(response).__name__} {_short(response)}"
@@ -114,7 +118,7 @@ def _offset_after_line(handle, offset: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # whole lines: error messages stay greppable in logs
     if not args.input.exists():
         console.print(f"[red]error:[/] {args.input}: no such file")
         return 2
@@ -161,11 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print(f"interrupted: rows judged so far are kept in {partial}; rerun the same command to resume")
         return 130
-    os.replace(partial, args.output)
-    elapsed = time.perf_counter() - started
     judged = sum(counts.values())
     for error in bad:
-        console.print(f"[yellow]skipped:[/] {error}")
+        console.print(f"[yellow]skipped:[/] {error}", markup=False)
+    if bad and judged + done == 0:  # nothing but skipped rows: an empty output would pass for a result
+        if partial.exists() and partial.stat().st_size == 0:
+            partial.unlink()
+        console.print(f"[red]error:[/] every row of {args.input} was skipped ({len(bad)} malformed); nothing "
+                      f"was written to {args.output}")
+        return 2
+    os.replace(partial, args.output)
+    elapsed = time.perf_counter() - started
     summary = ", ".join(f"{verdict} {counts[verdict]}" for verdict in VERDICTS)
     console.print(f"{judged} rows judged in {elapsed:.1f}s ({judged / max(elapsed, 1e-9):.1f} rows/s): {summary}"
                   + f"; truncated {sum(truncated.values())} ({truncated[True]} of them correct)"
