@@ -1,8 +1,10 @@
 """Benchmark registry: each benchmark is a record (where its data lives, how to read its gold answer).
 
-Adding a benchmark is adding one `Benchmark` entry. Local copies come first (`--data-dir DIR` holding the
-registry's file name); the Hugging Face hub is only tried when no local copy exists, so offline machines
-and CI never touch the network. Any JSONL file of problem rows (`{"id", "problem", "answer", ...}`) is
+Adding a benchmark is adding one `Benchmark` entry. A named data directory (`--data-dir DIR`, holding the
+registry's file names) is the only source of a registry benchmark: a directory that does not exist, or
+lacks the file, is an error naming it, never a silent fall-back to the network. The Hugging Face hub is
+tried only when no directory was named (and a warning says so), so offline machines and CI that pass
+`--data-dir` never touch the network. Any JSONL file of problem rows (`{"id", "problem", "answer", ...}`) is
 accepted in place of a registry name. Whatever is loaded is identified by its sha256 in the run summary,
 because several variants of these benchmarks circulate.
 """
@@ -10,6 +12,7 @@ because several variants of these benchmarks circulate.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +23,7 @@ from tops_plugin.jsonl import JsonlError, dumps, read_jsonl, sha256_file
 
 __all__ = [
     "BENCHMARKS",
+    "local_ids",
     "Benchmark",
     "BenchmarkData",
     "BenchmarkError",
@@ -28,6 +32,9 @@ __all__ = [
     "load_benchmarks",
     "plain_gold",
 ]
+
+
+LOG = logging.getLogger(__name__)
 
 
 class BenchmarkError(ValueError):
@@ -161,15 +168,42 @@ def _load_hub(bench: Benchmark) -> list[dict]:
         data = datasets.load_dataset(bench.hub_path, bench.hub_config, split=bench.hub_split)
     except Exception as exc:  # network, auth or missing dataset: all mean "use a local copy"
         raise BenchmarkError(
-            f"{bench.name}: no local copy found and the hub dataset {bench.hub_path} could not be loaded "
+            f"{bench.name}: no --data-dir given and the hub dataset {bench.hub_path} could not be loaded "
             f"({type(exc).__name__}: {str(exc)[:200]}). Offline? Put {bench.local_file} in a directory "
             f"and pass --data-dir DIR."
         ) from exc
     return [bench.from_hub(dict(row), index) for index, row in enumerate(data)]
 
 
+def _local_file(bench: Benchmark, data_dir: str | os.PathLike) -> Path:
+    """The benchmark's file in a named data directory; a missing directory or file is a `BenchmarkError`."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise BenchmarkError(f"data directory {str(data_dir)!r} does not exist (--data-dir)")
+    local = folder / bench.local_file
+    if not local.is_file():
+        raise BenchmarkError(
+            f"{bench.name}: {local} not found; the data directory {str(data_dir)!r} must hold {bench.local_file} "
+            f"(leave out --data-dir to load {bench.hub_path} from the Hugging Face hub)"
+        )
+    return local
+
+
+def local_ids(data_dir: str | os.PathLike | None, names: Sequence[str]) -> dict[str, str]:
+    """Problem id -> benchmark name for the registry benchmarks `names` that have a local copy in
+    `data_dir` (never the hub): lets a responses file holding several benchmarks be filtered by name."""
+    ids: dict[str, str] = {}
+    for name in names:
+        bench = BENCHMARKS.get(name)
+        local = None if bench is None or data_dir is None else Path(data_dir) / bench.local_file
+        if local is not None and local.is_file():
+            for row in read_jsonl(local, require=("id",)):
+                ids.setdefault(str(row["id"]), name)
+    return ids
+
+
 def load_benchmark(name: str, data_dir: str | os.PathLike | None = None, limit: int | None = None) -> BenchmarkData:
-    """Problems of a registry benchmark (local copy first, then the hub) or of a JSONL file path.
+    """Problems of a registry benchmark (from `data_dir` when named, else the hub) or of a JSONL file path.
 
     `limit` keeps the first N problems (in file order); the sha256 is always that of the whole source.
     """
@@ -185,10 +219,11 @@ def load_benchmark(name: str, data_dir: str | os.PathLike | None = None, limit: 
         label = path.stem
     else:
         label = bench.name
-        local = Path(data_dir) / bench.local_file if data_dir is not None else None
-        if local is not None and local.is_file():
+        if data_dir is not None:
+            local = _local_file(bench, data_dir)
             rows, source, digest = _read_local(local, bench.gold), str(local), sha256_file(local)
         else:
+            LOG.warning("%s: no --data-dir given, so loading %s from the Hugging Face hub", bench.name, bench.hub_path)
             rows = _load_hub(bench)
             config = f"/{bench.hub_config}" if bench.hub_config else ""
             source = f"hub:{bench.hub_path}{config}:{bench.hub_split}"

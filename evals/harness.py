@@ -17,16 +17,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.benchmarks import BenchmarkData, load_benchmarks
+from evals.benchmarks import BENCHMARKS, BenchmarkData, load_benchmarks, local_ids
 from evals.metrics import summarize, usage_tokens
 from tops_plugin.efforts import EFFORTS
-from tops_plugin.jsonl import JsonlError, append_jsonl, atomic_writer, dumps, read_jsonl, repair_tail, sha256_file
+from tops_plugin.jsonl import (
+    JsonlError,
+    append_jsonl,
+    atomic_writer,
+    dumps,
+    read_jsonl,
+    read_jsonl_numbered,
+    repair_tail,
+    sha256_file,
+)
 
 __all__ = [
     "TOKEN_COUNTS",
@@ -314,7 +324,9 @@ def _matched_responses(
 
     Raises `JsonlError` (file and line) for an unknown or ambiguous id, an unknown effort, a non-string
     response or a bad `sample`. `sample` defaults to the row's rank among rows of the same problem and
-    effort. Ids beyond --limit and efforts not asked for are counted in `stats` and skipped.
+    effort. Ids beyond --limit, efforts not asked for and rows of other benchmarks (by their ``benchmark``
+    key, or by an id found only in another registry benchmark's local copy) are counted in `stats` and
+    skipped.
     """
     path = config.responses
     by_id: dict[str, list[tuple[BenchmarkData, dict | None]]] = defaultdict(list)
@@ -326,12 +338,20 @@ def _matched_responses(
             by_id[pid].append((item, None))
     wanted = None if config.efforts is None else set(config.efforts)
     rank: Counter = Counter()
-    names = ", ".join(item.name for item in data)
-    for number, row in enumerate(read_jsonl(path, require=("id", "response")), start=1):
+    asked = [item.name for item in data]
+    names = ", ".join(asked)
+    other_ids = local_ids(config.data_dir, [name for name in BENCHMARKS if name not in asked])
+    for number, row in read_jsonl_numbered(path, require=("id", "response")):
         pid = str(row["id"])
+        if row.get("benchmark") is not None and row["benchmark"] not in asked:
+            stats["other_benchmark"] += 1  # a file holding several benchmarks: rows of others are not scored
+            continue
         matches = by_id.get(pid)
         if row.get("benchmark") is not None and matches:
             matches = [match for match in matches if match[0].name == row["benchmark"]]
+        if not matches and pid in other_ids:
+            stats["other_benchmark"] += 1
+            continue
         if not matches:
             raise JsonlError(path, number, f"unknown problem id {pid!r} (not in benchmark(s) {names})")
         if len(matches) > 1:
@@ -527,13 +547,27 @@ class RunResult:
 
 
 def run_eval(config: EvalConfig, progress: Progress | None = None) -> RunResult:
-    """Run (or finish) one evaluation and write samples, summary, report and plots into `config.out`."""
+    """Run (or finish) one evaluation and write samples, summary, report and plots into `config.out`.
+
+    The benchmarks are loaded before the directory is made; a run that fails before its first sample
+    removes the directory it created."""
+    out = Path(config.out)
+    data = load_benchmarks(config.benchmarks, config.data_dir, config.limit)  # before anything is created
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_in(out, config, data, progress)
+    except BaseException:
+        if created and not _has_samples(out):  # a run that failed before any sample leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_in(out: Path, config: EvalConfig, data: list[BenchmarkData], progress: Progress | None) -> RunResult:
+    """The run itself, in an existing directory."""
     from evals.plots import write_plots
     from evals.report import render_report
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_benchmarks(config.benchmarks, config.data_dir, config.limit)
     identity_path = out / "config.json"
     identity = check_identity(identity_path, sample_identity(config, data))
     with atomic_writer(identity_path, "w") as handle:

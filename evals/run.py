@@ -117,6 +117,15 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
+#: Rows of a --responses file that are counted but not scored, and why.
+_SKIPPED = {
+    "other_benchmark": "their problems belong to benchmarks not asked for (--benchmarks)",
+    "other_effort": "efforts not asked for (--effort)",
+    "beyond_limit": "problems beyond --limit",
+    "duplicates": "the same (benchmark, id, effort, sample) again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = Console(stderr=True)
@@ -144,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not args.quiet:
         print(Path(result.files["report"]).read_text())
+    skipped = result.summary.get("run", {}).get("responses_file", {})
+    for key, what in _SKIPPED.items():
+        if skipped.get(key):
+            err.print(f"note: skipped {skipped[key]} rows of {config.responses}: {what}", markup=False,
+                      highlight=False, soft_wrap=True)
     for warning in coverage_warnings(result.summary):
         err.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {result.out}/samples.jsonl, summary.json, report.md and plots", markup=False, highlight=False)

@@ -378,12 +378,16 @@ class Recipe:
     eval: Eval = field(default_factory=Eval)
     pipeline: Pipeline = field(default_factory=Pipeline)
 
+    def data_root(self) -> Path:
+        """Absolute `data.dir` (relative to the current directory; `~` and `$VARS` expanded)."""
+        return Path(os.path.abspath(os.path.expandvars(os.path.expanduser(self.data.dir))))
+
     def data_path(self, problems: ProblemSet) -> Path:
         """Absolute path of a problem file: relative paths are under `data.dir`, itself relative to the
         current directory; `~` and `$VARS` are expanded."""
         path = Path(os.path.expandvars(os.path.expanduser(problems.path)))
         if not path.is_absolute():
-            path = Path(os.path.expandvars(os.path.expanduser(self.data.dir))) / path
+            path = self.data_root() / path
         return Path(os.path.abspath(path))
 
 

@@ -118,6 +118,10 @@ def _run(args: argparse.Namespace, recipe: Recipe, names: list[str], everything:
                          label="dry run" if args.dry_run else "print only")
                 results.append((plan, "printed"))
                 continue
+            missing = missing_data(plan, recipe)
+            if missing is not None:
+                err.print(f"[red]stage {plan.name!r}: {escape(missing)}[/red]")
+                return 1
             try:
                 outcome = execute(plan, manifest, force=plan.name in args.force,
                                   on_start=lambda p, why: console.print(
@@ -134,6 +138,19 @@ def _run(args: argparse.Namespace, recipe: Recipe, names: list[str], everything:
     if not args.dry_run:
         print_outputs(console, results)
     return 0
+
+
+def missing_data(plan: StagePlan, recipe: Recipe) -> str | None:
+    """Why a stage cannot read its benchmark or problem data (which no stage writes), or None."""
+    root = recipe.data_root()
+    for path in plan.inputs:
+        if path.exists() or root not in path.parents:
+            continue
+        if not root.is_dir():
+            return (f"the data folder {root} does not exist (data.dir = {recipe.data.dir!r}); point data.dir at "
+                    f"the folder holding the problem files, e.g. --set data.dir=DIR")
+        return f"{path.name} is not in the data folder {root} (data.dir); no stage writes it"
+    return None
 
 
 def _progress_hook(progress: Progress):

@@ -158,16 +158,22 @@ def test_any_jsonl_path_is_a_benchmark_and_bad_rows_are_located(tmp_path):
     assert data.name == "toy" and data.problems[0]["id"] == "1" and len(data.sha256) == 64
 
 
-def test_missing_local_copy_offline_gives_a_clear_error(tmp_path, monkeypatch):
+def test_missing_local_copy_offline_gives_a_clear_error(tmp_path, monkeypatch, caplog):
     import datasets
 
     def offline(*args, **kwargs):
         raise ConnectionError("hub unreachable")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    # A named directory without the file is an error naming both; the hub is not tried.
     with pytest.raises(BenchmarkError) as info:
         load_benchmark("math500", tmp_path)
-    assert "math500.jsonl" in str(info.value) and "--data-dir" in str(info.value)
+    assert f"{tmp_path / 'math500.jsonl'} not found" in str(info.value) and "hub unreachable" not in str(info.value)
+    # No directory named: the hub is tried, said so, and its failure says what to pass instead.
+    with caplog.at_level("WARNING", logger="evals.benchmarks"), pytest.raises(BenchmarkError) as info:
+        load_benchmark("math500")
+    assert "no --data-dir given, so loading HuggingFaceH4/MATH-500 from the Hugging Face hub" in caplog.text
+    assert "hub unreachable" in str(info.value) and "pass --data-dir DIR" in str(info.value)
     with pytest.raises(BenchmarkError, match="unknown benchmark"):
         load_benchmark("no-such-bench", tmp_path)
 

@@ -306,3 +306,55 @@ def test_cli_warns_loudly_about_missing_problems(toy, capsys):
     err = capsys.readouterr().err
     assert "warning: toy (default): 1 of 4 problems have no response; its figures cover only the 3 that do" in err
     assert "warning: toy (low): 3 of 4 problems have no response" in err
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A data directory with local copies of two registry benchmarks (their file names, toy problems)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "math500.jsonl", [dict(p, id=f"m{i}") for i, p in enumerate(PROBLEMS)])
+    write_jsonl(folder / "aime2024.jsonl", [{"id": "2024-I-1", "problem": "?", "answer": "204"}])
+    return folder
+
+
+def test_a_missing_data_dir_is_named_at_once_and_nothing_is_left(toy, data_dir, tmp_path, capsys, monkeypatch):
+    import evals.benchmarks as benchmarks
+
+    def no_hub(bench):  # a named --data-dir never falls back to the network
+        raise AssertionError(f"tried the hub for {bench.name}")
+
+    monkeypatch.setattr(benchmarks, "_load_hub", no_hub)
+    out = tmp_path / "run"
+    argv = ["--backend", "responses", "--responses", toy["responses"], "--benchmarks", "math500",
+            "--tokenizer", toy["tokenizer"], "--workers", "1", "--out", str(out), "--quiet"]
+    assert run.main(argv + ["--data-dir", str(tmp_path / "dat")]) == 2
+    assert f"data directory '{tmp_path / 'dat'}' does not exist (--data-dir)" in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "empty").mkdir()
+    assert run.main(argv + ["--data-dir", str(tmp_path / "empty")]) == 2
+    assert "math500.jsonl not found" in capsys.readouterr().err and not out.exists()
+    # A failure after the directory was made (an unknown id) leaves nothing behind either.
+    assert run.main(argv + ["--data-dir", str(data_dir)]) == 2
+    assert "unknown problem id 'p1'" in capsys.readouterr().err and not out.exists()
+
+
+def test_responses_of_benchmarks_not_asked_for_are_skipped_and_counted(toy, data_dir, tmp_path, capsys):
+    rows = [
+        {"id": "m0", "response": "\\boxed{2}"},
+        {"id": "2024-I-1", "response": "\\boxed{204}"},  # AIME's, known from its local copy
+        {"id": "x9", "benchmark": "gsm8k", "response": "\\boxed{1}"},  # named as another benchmark
+        {"id": "m1", "benchmark": "math500", "response": "\\boxed{4}"},
+    ]
+    responses = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    argv = ["--backend", "responses", "--responses", str(responses), "--benchmarks", "math500", "--data-dir",
+            str(data_dir), "--tokenizer", toy["tokenizer"], "--workers", "1", "--out", str(tmp_path / "run"), "--quiet"]
+    assert run.main(argv) == 0
+    assert "note: skipped 2 rows of" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["run"]["responses_file"]["other_benchmark"] == 2
+    assert summary["results"]["math500"]["default"]["n_samples"] == 2
+    # An id in none of the benchmarks stays an error naming the file and line.
+    write_jsonl(responses, rows + [{"id": "nowhere", "response": "1"}])
+    assert run.main(argv[:-2] + [str(tmp_path / "run2"), "--quiet"]) == 2
+    assert f"{responses}:5: unknown problem id 'nowhere'" in capsys.readouterr().err
