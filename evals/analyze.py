@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
+    from tops_plugin.progress import ProgressDisplay
     from tops_plugin.verifier import Verifier
 
     args = _parser().parse_args(argv)
@@ -86,20 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         complete = openai_complete(args.judge_model, args.judge_base_url, args.judge_api_key_env)
         judge = RoundJudge(complete, args.judge_model, args.judge_cache or Path(args.out) / "judge_cache.jsonl")
     counted = fill_tokens(rows, args.tokenizer)
-    with Verifier(workers=args.workers, timeout=args.timeout) as verifier, RichProgress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as bar:
+    with Verifier(workers=args.workers, timeout=args.timeout) as verifier, \
+            ProgressDisplay(console, transient=True) as display:
         judged = fill_verdicts(rows, verifier.check_many, args.gold_key)
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
         analysis, records = analyze(rows, check_many=verifier.check_many, judge=judge, config=config,
-                                    progress=progress)
+                                    progress=display.update)
     analysis["source"] = str(samples_path(args.source))
     paths = write_outputs(args.out, analysis, records, plots=not args.no_plots)
     if counted or judged:

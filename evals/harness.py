@@ -227,7 +227,11 @@ def generate(config: EvalConfig, data: list[BenchmarkData], out: Path, progress:
     """Generate what each benchmark's generation file lacks; returns per-benchmark counts."""
     from tops_plugin.generation import generate_to_file, load_backend
 
+    if progress is not None:  # loading weights can take minutes: a stage of its own, so it shows
+        progress(f"load {config.model}", 0, 1)
     backend = load_backend(config.backend, config.model, **dict(config.backend_options))
+    if progress is not None:
+        progress(f"load {config.model}", 1, 1)
     stats = {}
     try:
         for item in data:

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.harness import DEFAULT_EFFORT, TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
 from evals.report import coverage_warnings
 from tops_plugin.jsonl import JsonlError
+from tops_plugin.progress import ProgressDisplay
 
 
 def _value(text: str):
@@ -134,17 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=err, transient=False) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(stage: str, done: int, total: int | None) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            result = run_eval(config, progress)
+        with ProgressDisplay(err) as display:
+            result = run_eval(config, display.update)
     except (BenchmarkError, ConfigMismatch, JsonlError, OSError, ValueError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2

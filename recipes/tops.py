@@ -16,11 +16,11 @@ import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from recipes.config import STAGE_NAMES, ConfigError, Recipe, load_config
 from recipes.manifest import Manifest, RunDirBusy, StageFailed, digest, execute, run_lock
 from recipes.stages import Hooks, StagePlan, plan_all
+from tops_plugin.progress import ProgressDisplay
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, recipe: Recipe, names: list[str], everything: bool, console: Console,
          err: Console) -> int:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as progress:
-        hooks = Hooks(progress=_progress_hook(progress),
+    with ProgressDisplay(console) as progress:
+        hooks = Hooks(progress=lambda stage, event: progress.events(stage)(event),
                       on_line=lambda stage, line: progress.console.print(f"[dim]{stage}|[/dim] {escape(line)}"))
         plans = plan_all(recipe, names, hooks)
         try:
@@ -151,20 +149,6 @@ def missing_data(plan: StagePlan, recipe: Recipe) -> str | None:
                     f"the folder holding the problem files, e.g. --set data.dir=DIR")
         return f"{path.name} is not in the data folder {root} (data.dir); no stage writes it"
     return None
-
-
-def _progress_hook(progress: Progress):
-    tasks: dict[str, int] = {}
-
-    def hook(stage: str, event) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(f"{stage}", total=event.total or None, tps="")
-        task = tasks[stage]
-        elapsed = progress.tasks[task].elapsed or 0.0
-        tps = f"{event.gen_tokens / elapsed:,.0f} tok/s" if elapsed > 0 and event.gen_tokens else ""
-        progress.update(task, completed=event.done, total=event.total or None, tps=tps)
-
-    return hook
 
 
 def describe(console: Console, plan: StagePlan, manifest: Manifest, *, force: bool, label: str) -> None:

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tops_plugin.answers import VERDICTS
 from tops_plugin.judging import gold_of, is_truncated, judge_key, judge_rows
 from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
+from tops_plugin.progress import ProgressDisplay
 from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
 
 
@@ -144,20 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = input_rows()
         for _ in range(done):
             next(rows)
-        columns = (TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeRemainingColumn())
+        todo = max(total - done, 0)
         with Verifier(workers=args.workers, timeout=args.timeout) as verifier, append_jsonl(partial) as write, \
-                Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("judge", total=max(total - done, 0), rate="")
+                ProgressDisplay(console, transient=True) as progress:
+            progress.update("judging", 0, todo)
             for row in judge_rows(rows, verifier.check_many, response_key=args.response_key,
                                   gold_keys=(args.gold_key,)):
                 write(row)
                 counts[row["verdict"]] += 1
                 truncated[row["verdict"] == "correct"] += row["truncated"]
-                progress.advance(task)
-                if sum(counts.values()) % 64 == 0:
-                    rate = sum(counts.values()) / max(time.perf_counter() - started, 1e-9)
-                    progress.update(task, rate=f"{rate:.0f} rows/s")
+                progress.update("judging", sum(counts.values()), todo)
     except JsonlError as exc:
         console.print(f"[red]error:[/] {exc}  (use --skip-bad to skip malformed rows; nothing was written to "
                       f"{args.output})")

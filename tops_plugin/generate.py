@@ -12,7 +12,7 @@ import sys
 from itertools import islice
 
 from tops_plugin.efforts import EFFORTS
-from tops_plugin.generation import GenerationRequest, GenerationSummary, ProgressEvent, SamplingParams, generate_to_file, load_backend
+from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
 from tops_plugin.jsonl import JsonlError, read_jsonl
 
 NO_EFFORT = ("none", "default")
@@ -115,30 +115,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_with_progress(backend, requests, out, console) -> GenerationSummary:
-    """`generate_to_file` under a rich progress bar: done/total, generated tokens/s, ETA."""
-    import time
+    """`generate_to_file` under `tops_plugin.progress`: done/total, generated tokens/s, ETA (bars on a
+    terminal, steady log lines otherwise)."""
+    from tops_plugin.progress import ProgressDisplay
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} tok/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("generating", total=None, rate="-")
-        started = time.perf_counter()
-
-        def update(event: ProgressEvent) -> None:
-            elapsed = time.perf_counter() - started
-            rate = f"{event.gen_tokens / elapsed:,.0f}" if event.done and elapsed > 0 else "-"
-            bar.update(task, total=event.total, completed=event.done, rate=rate)
-
-        return generate_to_file(backend, requests, out, progress=update)
+    with ProgressDisplay(console) as display:
+        return generate_to_file(backend, requests, out, progress=display.events("generating"))
 
 
 def print_summary(summary: GenerationSummary, console) -> None:

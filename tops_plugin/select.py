@@ -15,12 +15,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset
+from tops_plugin.progress import ProgressDisplay
 from tops_plugin.selection import MODES, SelectionConfig, low_effort_seed_rows, read_records, select
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
@@ -91,10 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 
-    with ExitStack() as stack, Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                        TextColumn("{task.completed:,.0f} rows"), TimeElapsedColumn(),
-                                        console=console, transient=True) as progress:
-        task = progress.add_task(f"selecting ({args.mode})", total=None)
+    with ExitStack() as stack, ProgressDisplay(console, transient=True) as progress:
+        stage = f"selecting ({args.mode}), rows read"
+        progress.update(stage, 0)
         rows: Iterable[dict] = read_records(args.inputs, need_verdict=not args.judge, check_tokens=not args.recount)
         if args.judge:
             from tops_plugin.judging import judge_rows
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
             rows = judge_rows(rows, verifier.check_many, gold_keys=("answer", "gold"), keep_verdicts=True)
         try:
-            selection = select(_advance(rows, progress, task), config)
+            selection = select(_advance(rows, progress, stage), config)
             out_rows = selection.rows
             if args.add_seed:
                 seed_rows = list(low_effort_seed_rows(args.add_seed))
@@ -111,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
                 out_rows = out_rows + seed_rows
                 selection.stats.rows_out = len(out_rows)
         except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer, unreadable file
-            progress.stop()
             console.print(f"[red]error:[/red] {exc}")
             return 2
 
@@ -131,11 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _advance(rows: Iterable[dict], progress: Progress, task) -> Iterator[dict]:
+def _advance(rows: Iterable[dict], progress: ProgressDisplay, stage: str) -> Iterator[dict]:
+    count = 0
     for count, row in enumerate(rows, start=1):
         yield row
         if count % 4096 == 0:
-            progress.update(task, completed=count)
+            progress.update(stage, count)
+    progress.update(stage, count, count)
 
 
 def stats_table(stats: dict) -> Table:
