@@ -455,6 +455,8 @@ def judge_to_samples(
                                     tokenizer=tokenizer, recount=True, batch_size=batch)
     counted = _without(counted, _COUNTED_KEY)
     written = 0
+    if progress is not None:
+        progress("judge", 0, None)
     with Verifier(workers=config.workers, timeout=config.timeout) as verifier, append_jsonl(samples_path) as write:
         for row in judge_rows(counted, verifier.check_many, gold_keys=("answer",), batch_size=batch):
             write(row)

@@ -164,13 +164,13 @@ class ProgressDisplay:
         parts = [f"{state.done:,}" + ("" if state.total is None else f"/{state.total:,}")]
         if state.total:
             parts[0] += f" ({100 * state.done / state.total:.0f}%)"
-        if state.done and elapsed > 0:
+        if state.done and elapsed >= 1:  # a rate over less than a second is noise
             parts.append(f"{state.done / elapsed:,.1f}/s")
             if state.tokens:
                 parts.append(f"{state.tokens / elapsed:,.0f} tok/s")
         if state.total is not None and state.done >= state.total:
             parts.append(f"done in {format_duration(elapsed)}")
-        elif state.total is not None and state.done and elapsed > 0:
+        elif state.total is not None and state.done and elapsed >= 1:
             parts.append(f"ETA {format_duration((state.total - state.done) * elapsed / state.done)}")
         else:
             parts.append(f"{format_duration(elapsed)} elapsed")
