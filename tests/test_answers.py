@@ -45,6 +45,16 @@ from tops_plugin.answers import extract_answer, judge, last_boxed, normalize_ans
         (r"\boxed{\frac{\cos x}{\sin x}}", r"\cot x", "correct", "final:boxed"),
         (r"\boxed{2\sqrt{2}}", r"\sqrt{8}", "correct", "final:boxed"),
         (r"\boxed{3}", "4", "wrong", "final:boxed"),
+        # answers stated in prose, near the end of a finished response
+        (r"Therefore, the value of \(k\) is indeed \(\frac{5}{3}\). I think that's it.", r"\frac{5}{3}",
+         "correct", "final:prose"),
+        ("Whichever way I compute it, I get the same result: $3 - 4i$.", "3-4i", "correct", "final:prose"),
+        ("Therefore, the difference is indeed 7π.\n\nI think that's the answer.", r"7\pi", "correct", "final:prose"),
+        ("We look for m. So the answer is an integer m with 0 ≤ m < 20. Trying each residue in turn, "
+         "only one works. So the value of m is 12.", "12", "correct", "final:prose"),  # the last conclusion wins
+        ("Counting them again, the answer is five red marbles.", "5", "correct", "final:phrase"),  # number words
+        ("So, 54 divided by 3 is indeed 18 sets.\nProfit: $93 - $15 = $78.", "78", "correct", "final:last_number"),
+        ("Therefore, the method is sound and x = 3 works.", "3", "correct", "final:last_number"),  # not a conclusion
         # nothing to find
         ("I am not sure how to do this.", "4", "no_answer", None),
     ],
@@ -52,6 +62,15 @@ from tops_plugin.answers import extract_answer, judge, last_boxed, normalize_ans
 def test_answer_formats(response: str, gold: str, verdict: str, answer_from: str | None) -> None:
     result = judge(response, gold)
     assert (result.verdict, result.answer_from) == (verdict, answer_from), result
+
+
+def test_prose_answers_only_in_finished_final_parts() -> None:
+    prose = r"So the value of \(k\) is \(\frac{5}{3}\). I think that's it."
+    assert judge(prose, r"\frac{5}{3}").verdict == "correct"
+    assert judge(prose, r"\frac{5}{3}", truncated=True).verdict == "no_answer"  # cut off: not a conclusion
+    assert judge("<think>" + prose + " Wait, let me", r"\frac{5}{3}").verdict == "no_answer"  # cut reasoning
+    early = prose + " Now some more words follow." * 30  # far from the end
+    assert judge(early, r"\frac{5}{3}").verdict == "no_answer"
 
 
 def test_thinking_block_final_part_wins_over_reasoning() -> None:

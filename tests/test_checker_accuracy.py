@@ -59,3 +59,24 @@ def test_agreement_is_at_least_plain_math_verify_on_every_source(labeled_path: P
     plain_raw = sum(p == l for p, l in zip(plain, raw)) / len(rows)
     assert ours_raw >= plain_raw, (ours_raw, plain_raw)
     assert ours_raw >= 0.985
+
+
+#: Real finished responses of the dev set whose final answer is a sentence, not a box (Sky-T1 on MATH500).
+PROSE_CASES = (
+    "test/prealgebra/1512.json:Sky_T1_math_correct_5K_27B",  # "Therefore, the difference is indeed 7π."
+    "test/number_theory/368.json:Sky_T1_math_correct_5K_27B",  # "... 999 in decimal is 4343_6."
+    "test/algebra/518.json:Sky_T1_math_correct_5K_27B",  # "the ratio is indeed 150/200, which simplifies to 3/4."
+    "test/precalculus/43.json:Sky_T1_math_correct_5K_27B",  # "So, the point is \\((15, -29)\\)."
+    "test/intermediate_algebra/752.json:Sky_T1_math_correct_5K_27B",  # "the value of the given product is 3."
+)
+
+
+def test_real_answers_stated_in_prose(labeled_path: Path) -> None:
+    from tops_plugin.answers import judge
+
+    rows = {row["id"]: row for row in read_jsonl(labeled_path) if row["id"] in PROSE_CASES}
+    assert set(rows) == set(PROSE_CASES)
+    corrected = {fix["id"]: fix["label"] for fix in map(json.loads, ADJUDICATED.read_text().splitlines())}
+    for pid in PROSE_CASES:
+        verdict = judge(rows[pid]["response"], rows[pid]["gold"])
+        assert (verdict.correct, verdict.answer_from) == (corrected.get(pid, rows[pid]["label"]), "final:prose"), pid

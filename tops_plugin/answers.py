@@ -9,8 +9,10 @@ Where the answer is looked for, in order (the first source that yields one wins)
 1. the *final part* of a reasoning model's output -- the text after the last ``</think>`` (an unclosed
    ``<think>`` means generation was cut, so the final part is empty);
 2. within that text: the last ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5``; then anchored phrases
-   ("final answer is", "the answer is", "**Answer:**", "A:", "X is the correct answer"); then, for
-   numeric golds only, GSM8K's ``#### N`` and finally the last number;
+   ("final answer is", "the answer is", "**Answer:**", "A:", "X is the correct answer") -- or, when it
+   comes later, a conclusion stated in prose ("the value of X is Y", "(the same|my) (answer|result): Y",
+   "Therefore, X is Y." near the end of a finished response; see `_prose_answer`); then, for numeric
+   golds only, GSM8K's ``#### N`` and finally the last number;
 3. if the final part holds no answer, the reasoning itself -- boxed and anchored answers only: a bare
    number picked from unfinished reasoning is not an answer the model committed to.
 
@@ -42,7 +44,7 @@ class Extraction:
     """An answer found in a response: its text, how it was found, and in which part."""
 
     text: str
-    method: str  # "boxed" | "phrase" | "gsm8k" | "last_number"
+    method: str  # "boxed" | "phrase" | "prose" | "gsm8k" | "last_number"
     part: str  # "final" | "reasoning"
 
     @property
@@ -168,6 +170,49 @@ def _clip_phrase(answer: str) -> str:
     return answer.strip().rstrip(".").strip()
 
 
+# Conclusions stated in prose, for finished responses whose final answer is a sentence, not a box.
+_PROSE: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        # "the value of \(k\) is indeed \(\frac{5}{3}\)", "the value of m is 12"
+        r"\bthe\s+value\s+of\s+[^.\n]{1,80}?\s+(?:is|equals|=)\s+(?P<ans>[^\n]+)",
+        # "I get the same result: $3 - 4i$", "my answer is: 7"
+        r"\b(?:the\s+same|my)\s+(?:final\s+)?(?:answer|result)\s*(?:is|was)?\s*:\s*(?P<ans>[^\n]+)",
+        # "Therefore, the difference is indeed 7π." -- a concluding sentence "X is Y."
+        r"(?:^|[.!?]\s+|\n)\s*(?:so|therefore|thus|hence|finally|in\s+conclusion)\b,?\s*(?:yes,\s*)?"
+        r"[^.\n]{0,120}?\s(?:is|are|equals)\s+(?P<ans>[^\n]+)",
+    )
+)
+_COMPUTATION = re.compile(r"[\d$=]|\\[(\[]")
+#: Prose conclusions count only when they start this close to the end of the final part.
+PROSE_TAIL_CHARS = 400
+
+NUMBER_WORDS: dict[str, str] = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_STARTS_MATHEMATICAL = re.compile(r"\s*(?:[-−+\d.$\\(\[{π√∞]|(?:%s)\b)" % "|".join(NUMBER_WORDS), re.IGNORECASE)
+
+
+def _prose_answer(text: str) -> tuple[str, int] | None:
+    """The last conclusion stated in prose near the end of `text`, with its offset, if what it states
+    starts as mathematics (a number, a number word, LaTeX) -- "the method is sound" is not an answer --
+    and nothing is computed after its line: a step followed by more arithmetic is not the conclusion."""
+    floor = len(text) - PROSE_TAIL_CHARS
+    best: tuple[str, int] | None = None
+    for pattern in _PROSE:
+        for match in pattern.finditer(text, max(floor, 0)):
+            if _COMPUTATION.search(text, match.end("ans")):
+                continue
+            answer = _clip_phrase(re.split(r",\s+(?:which|so|because|since|as|and)\b", match.group("ans"))[0])
+            if answer and _STARTS_MATHEMATICAL.match(answer) and (best is None or match.start() > best[1]):
+                best = (answer, match.start())
+    return best
+
+
 #: Weak answers (phrases, ``####``, last number) must start within this many characters of the end of
 #: the text unless the text looks finished: a cut-off response often says "the answer is 6" mid-way.
 TAIL_CHARS = 600
@@ -183,7 +228,8 @@ def _weak_ok(text: str, start: int) -> bool:
 
 
 def _find_in(
-    text: str, part: str, numeric_gold: bool, allow_last_number: bool, boxed_only: bool = False
+    text: str, part: str, numeric_gold: bool, allow_last_number: bool, boxed_only: bool = False,
+    allow_prose: bool = False,
 ) -> Extraction | None:
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
@@ -191,7 +237,12 @@ def _find_in(
     if boxed_only:
         return None
     phrase = _phrase_answer(text)
-    if phrase and _weak_ok(text, phrase[1]):
+    if phrase and not _weak_ok(text, phrase[1]):
+        phrase = None
+    prose = _prose_answer(text) if allow_prose else None
+    if prose and (phrase is None or prose[1] > phrase[1]):  # the last conclusion wins over a restatement
+        return Extraction(prose[0], "prose", part)
+    if phrase:
         return Extraction(phrase[0], "phrase", part)
     if numeric_gold:
         hashes = list(re.finditer(r"####\s*([^\n]+)", text))
@@ -207,7 +258,7 @@ def _find_in(
 def extract_answer(response: str, numeric_gold: bool = False, truncated: bool = False) -> Extraction | None:
     """The answer a response commits to, or None. See the module docstring for the search order."""
     reasoning, final = split_thinking(response)
-    found = _find_in(final, "final", numeric_gold, allow_last_number=not truncated)
+    found = _find_in(final, "final", numeric_gold, allow_last_number=not truncated, allow_prose=not truncated)
     if found is None and reasoning:
         # A closed block was finished: its anchored statements count. An unclosed one was cut mid-way:
         # only a boxed answer is a commitment, a phrase there is often a step that is revised later.
@@ -247,6 +298,10 @@ def normalize_answer(answer: str) -> str:
     text = _TEXT_UNIT_RE.sub(r"\1", text)
     text = text.replace("π", "\\pi").replace("√", "\\sqrt")
     text = text.strip().rstrip(".").strip()
+    # five red marbles -> 5 (small integers written as words)
+    word = re.match(r"([A-Za-z]+)\b", text)
+    if word and word.group(1).lower() in NUMBER_WORDS and re.fullmatch(r"[A-Za-z]+(?:[\s-]+[A-Za-z]+)*", text):
+        text = NUMBER_WORDS[word.group(1).lower()]
     # 12^{th} grade -> 12 ; 864 square inches -> 864 ; 15 cm^2 -> 15
     number_then_words = _NUMBER_THEN_WORDS.fullmatch(text)
     if number_then_words:
