@@ -244,6 +244,19 @@ class Training:
     iter_dpo: TrainRun = field(default_factory=lambda: TrainRun(5e-7, 32, 3, beta=0.1))
 
 
+def _check_reward(reward: dict[str, Any]) -> None:
+    """The reward settings must make a `tops_plugin.reward.RewardConfig` (checked here, not on the cluster)."""
+    from tops_plugin.reward import RewardConfig
+
+    known = [f.name for f in dataclasses.fields(RewardConfig)]
+    unknown = sorted(set(map(str, reward)) - set(known))
+    _check(not unknown, f"reward.{unknown[0] if unknown else ''}", f"unknown key (expected one of: {', '.join(known)})")
+    try:
+        RewardConfig(**reward)
+    except (TypeError, ValueError) as exc:
+        raise _Invalid("reward", str(exc)) from None
+
+
 @dataclass(frozen=True)
 class RL:
     """`openrlhf.cli.train_ppo_ray` with our reward function (REINFORCE++-baseline by default)."""
@@ -269,9 +282,22 @@ class RL:
     colocate_all: bool = True
     episodes: int = 1
     extra_flags: dict[str, Any] = field(default_factory=dict)
+    # The reward every rollout worker computes (`tops_plugin.reward.RewardConfig` keys: mode, floor,
+    # tolerance, timeout, workers = verifier processes per reward process); shipped with the job.
+    reward: dict[str, Any] = field(default_factory=lambda: {"mode": "thinking_optimal"})
+    # Where each prompt's shortest correct length (its label's `ref_tokens`) comes from: this run's
+    # iteration samples, a generation pass of the starting model over the prompts, or nowhere.
+    ref_tokens: Literal["iteration", "generate", "none"] = "iteration"
+    ref_samples: int = 4  # ref_tokens: generate -- samples per prompt
+    ship_plugin: bool = True  # send tops_plugin to every node with the job (Ray runtime_env py_modules)
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # more runtime_env fields (pip, env_vars, …)
 
     def __post_init__(self) -> None:
         _check(self.n_samples_per_prompt >= 1, "n_samples_per_prompt", "must be >= 1")
+        _check(self.ref_samples >= 1, "ref_samples", "must be >= 1")
+        _check("working_dir" not in self.runtime_env, "runtime_env.working_dir",
+               "is the stage's job folder (reward file and config); ship other files with py_modules")
+        _check_reward(self.reward)
         _check(
             self.estimator not in ("rloo", "reinforce_baseline", "group_norm", "dr_grpo")
             or self.n_samples_per_prompt > 1,

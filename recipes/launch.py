@@ -9,6 +9,7 @@ OpenRLHF parsers, so a renamed flag fails a test rather than a job on a cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -26,15 +27,9 @@ __all__ = [
     "eval_command",
     "flags",
     "ppo_command",
-    "reward_func_path",
     "run_command",
     "sft_command",
 ]
-
-
-def reward_func_path() -> Path:
-    """The installed `recipes/reward_func.py`, the file OpenRLHF imports for `--reward.remote_url`."""
-    return Path(__file__).resolve().parent / "reward_func.py"
 
 
 def flags(values: Mapping[str, Any]) -> list[str]:
@@ -123,8 +118,9 @@ def dpo_command(cluster: Cluster, common: TrainCommon, run: TrainRun, *, model: 
 
 
 def ppo_command(cluster: Cluster, common: TrainCommon, rl: RL, *, model: str, prompts: Path, output_dir: Path,
-                ckpt_path: Path, reward_url: str) -> list[str]:
-    """`ray job submit` of `openrlhf.cli.train_ppo_ray` with our reward function on an existing Ray cluster."""
+                ckpt_path: Path, reward_url: str, runtime_env: Mapping[str, Any] | None = None) -> list[str]:
+    """`ray job submit [--runtime-env-json …]` of `openrlhf.cli.train_ppo_ray` with our reward function on an
+    existing Ray cluster."""
     gpus = {"num_nodes": cluster.nodes, "num_gpus_per_node": cluster.gpus_per_node}
     values: dict[str, Any] = {
         "actor.model_name_or_path": model,
@@ -170,8 +166,10 @@ def ppo_command(cluster: Cluster, common: TrainCommon, rl: RL, *, model: str, pr
         "logger.logging_steps": 1,
         **rl.extra_flags,
     }
-    return [cluster.ray, "job", "submit", "--address", cluster.ray_address, "--",
-            cluster.python, "-m", "openrlhf.cli.train_ppo_ray"] + flags(values)
+    submit = [cluster.ray, "job", "submit", "--address", cluster.ray_address]
+    if runtime_env:
+        submit += ["--runtime-env-json", json.dumps(runtime_env, sort_keys=True)]
+    return submit + ["--", cluster.python, "-m", "openrlhf.cli.train_ppo_ray"] + flags(values)
 
 
 def eval_command(ev: Eval, run: EvalRun, *, model: str, out_dir: Path, data_dir: str | None = None,

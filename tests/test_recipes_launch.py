@@ -139,7 +139,8 @@ def test_dry_run_lists_commands_and_outputs_and_writes_nothing(tmp_path):
     with contextlib.redirect_stdout(out):
         assert tops.main(["--config", str(CONFIGS / "qwen2.5-32b-tops.yaml"), "--dry-run", "--stage", "rl-data,rl",
                           "--run-dir", str(run_dir)]) == 0
-    assert "ray job submit --address http://127.0.0.1:8265 -- python3 -m openrlhf.cli.train_ppo_ray" in out.getvalue()
+    assert "ray job submit --address http://127.0.0.1:8265 --runtime-env-json" in out.getvalue()
+    assert "-- python3 -m openrlhf.cli.train_ppo_ray" in out.getvalue()
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))

@@ -1,0 +1,186 @@
+"""The RL recipe is thinking-optimal everywhere in the cluster: labels carry the shortest correct length,
+the Ray job carries the reward file, its configuration and the plugin, and OpenRLHF's own executor,
+loading the reward from the rendered command, pays a long correct answer less than a short one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from recipes.config import ConfigError, load_config
+from recipes.stages import plan_all
+from tops_plugin.jsonl import read_jsonl
+from tops_plugin.tokens import count_tokens
+
+PAPER = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "qwen2.5-32b-tops.yaml"
+PROBLEMS = [
+    {"id": "p1", "problem": "What is 6 times 7?", "answer": "42"},
+    {"id": "p2", "problem": "What is 2 plus 2?", "answer": "4"},
+    {"id": "p3", "problem": "What is 1 plus 2?", "answer": "3"},
+]
+SHORT = "6 * 7 = 42, so the answer is \\boxed{42}."
+LONG = "Let me compute 6 times 7 slowly, adding 7 six times: 7, 14, 21, 28, 35, 42. " * 3 + "\\boxed{42}"
+
+
+def _jsonl(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def paper_run(tmp_path):
+    """The shipped paper config on three local prompts, with judged iteration samples for two of them."""
+    _jsonl(tmp_path / "data" / "prompts.jsonl", PROBLEMS)
+    (short_len,) = count_tokens([SHORT])
+    _jsonl(tmp_path / "run" / "iter" / "judged.jsonl", [
+        {"id": "p1", "problem": PROBLEMS[0]["problem"], "answer": "42", "response": LONG, "verdict": "correct",
+         "tokens": count_tokens([LONG])[0], "sample": 0},
+        {"id": "p1", "problem": PROBLEMS[0]["problem"], "answer": "42", "response": SHORT, "verdict": "correct",
+         "tokens": short_len, "sample": 1},
+        {"id": "p1", "problem": PROBLEMS[0]["problem"], "answer": "42", "response": "\\boxed{1}", "verdict": "wrong",
+         "tokens": 4, "sample": 2},
+        {"id": "p2", "problem": PROBLEMS[1]["problem"], "answer": "4", "response": "\\boxed{5}", "verdict": "wrong",
+         "tokens": 4, "sample": 0},
+        {"id": "p3", "problem": "another problem", "answer": "9", "response": "\\boxed{9}", "verdict": "correct",
+         "tokens": 4, "sample": 0},
+    ])
+    recipe = load_config(PAPER, {"run_dir": str(tmp_path / "run"), "data.dir": str(tmp_path / "data"),
+                                 "rl.prompts": ["prompts.jsonl"]})
+    rl_data, rl = plan_all(recipe, ["rl-data", "rl"])
+    rl_data.run(tmp_path / "rl-data.log")
+    return SimpleNamespace(recipe=recipe, rl=rl, short_len=short_len, run=tmp_path / "run")
+
+
+def test_labels_carry_the_shortest_correct_length_and_misses_are_counted(paper_run):
+    rows = {row["id"]: row for row in read_jsonl(paper_run.run / "rl" / "prompts.jsonl")}
+    labels = {pid: json.loads(row["label"]) for pid, row in rows.items()}
+    assert labels == {"p1": {"answer": "42", "ref_tokens": paper_run.short_len},
+                      "p2": {"answer": "4", "ref_tokens": None},
+                      "p3": {"answer": "3", "ref_tokens": None}}
+    assert rows["p1"]["prompt"][-1] == {"role": "user", "content": rows["p1"]["prompt"][-1]["content"]}
+    assert "What is 6 times 7?" in rows["p1"]["prompt"][-1]["content"]
+    meta = json.loads((paper_run.run / "rl" / "prompts.jsonl.meta.json").read_text())
+    assert meta["prompts"] == 3 and meta["with_ref_tokens"] == 1 and meta["without_ref_tokens"] == 2
+    assert meta["without_ref_tokens_by_reason"] == {"no_correct_sample": 1, "gold_differs": 1}
+    assert meta["ref_source"] == "iteration"
+
+
+def _submit_parts(command: tuple[str, ...]) -> tuple[dict, dict]:
+    """(runtime env of `ray job submit`, OpenRLHF flags after `--`)."""
+    argv = list(command)
+    assert argv[:3] == ["ray", "job", "submit"]
+    env = json.loads(argv[argv.index("--runtime-env-json") + 1])
+    trainer = argv[argv.index("--") + 1:]
+    flags = {trainer[i]: trainer[i + 1] for i in range(len(trainer) - 1) if trainer[i].startswith("--")}
+    return env, flags
+
+
+def test_rl_command_carries_the_reward_config_and_the_plugin(paper_run):
+    import tops_plugin
+
+    env, flags = _submit_parts(paper_run.rl.commands[0])
+    job_dir = paper_run.run / "rl" / "job"
+    assert env["working_dir"] == str(job_dir)
+    assert env["py_modules"] == [str(Path(tops_plugin.__file__).resolve().parent)]
+    assert env["env_vars"] == {"TOPS_REWARD_CONFIG": "reward.yaml"}
+    assert flags["--reward.remote_url"] == "reward_func.py"  # relative: every worker's cwd is the job folder
+    paper_run.rl.work(None)
+    shipped = yaml.safe_load((job_dir / "reward.yaml").read_text())
+    assert shipped == {"mode": "thinking_optimal", "floor": 0.5, "tolerance": 0.0, "timeout": 5.0, "workers": 4}
+    assert (job_dir / "reward_func.py").is_file()
+
+
+def test_runtime_env_merges_with_openrlhfs_own_ray_init(paper_run):
+    """train_ppo_ray calls ray.init(runtime_env={"env_vars": …}) in the job; Ray merges it with ours."""
+    runtime_env = pytest.importorskip("ray.runtime_env.runtime_env")
+    env, _ = _submit_parts(paper_run.rl.commands[0])
+    openrlhf_init = {"env_vars": {"TOKENIZERS_PARALLELISM": "true", "NCCL_DEBUG": "WARN"}}
+    merged = runtime_env._merge_runtime_env(env, openrlhf_init)
+    assert merged is not None, "Ray refuses to merge: the job would fail at ray.init"
+    assert merged["env_vars"]["TOPS_REWARD_CONFIG"] == "reward.yaml" and merged["working_dir"] == env["working_dir"]
+
+
+def test_extra_runtime_env_fields_and_bad_reward_settings(tmp_path):
+    recipe = load_config(PAPER, {"run_dir": str(tmp_path), "rl.ship_plugin": False,
+                                 "rl.runtime_env": {"pip": ["math-verify==0.9.0"], "env_vars": {"A": "1"}}})
+    (plan,) = plan_all(recipe, ["rl"])
+    env, _ = _submit_parts(plan.commands[0])
+    assert "py_modules" not in env and env["pip"] == ["math-verify==0.9.0"]
+    assert env["env_vars"] == {"TOPS_REWARD_CONFIG": "reward.yaml", "A": "1"}
+    for change, key in (({"rl.reward": {"mode": "fastest"}}, "rl.reward"),
+                        ({"rl.reward": {"mode": "correct", "flor": 0.5}}, "rl.reward.flor"),
+                        ({"rl.runtime_env": {"working_dir": "/x"}}, "rl.runtime_env.working_dir")):
+        with pytest.raises(ConfigError) as info:
+            load_config(PAPER, change)
+        assert info.value.key == key
+
+
+class Engine:
+    """Stand-in for OpenRLHF's vLLM engine: answers each prompt with a preset response, then EOS."""
+
+    def __init__(self, tokenizer, responses: dict[str, str]):
+        self.tokenizer, self.responses = tokenizer, responses
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        prompt = self.tokenizer.decode(prompt_token_ids, skip_special_tokens=False)
+        text = self.responses[prompt] + "<|im_end|>"
+        ids = self.tokenizer(text=text, add_special_tokens=False)["input_ids"]
+        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
+
+
+def _chatml(messages: list[dict]) -> str:
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return turns + "<|im_start|>assistant\n"
+
+
+def test_openrlhf_executor_pays_thinking_optimal_rewards_from_the_rendered_command(paper_run, monkeypatch):
+    agent = pytest.importorskip("openrlhf.utils.agent", reason="OpenRLHF 0.11 is not installed")
+    transformers = pytest.importorskip("transformers")
+    import tops_plugin.reward as reward
+    from tops_plugin.tokens import load_tokenizer
+
+    paper_run.rl.work(None)  # the job folder, as the stage writes it before submitting
+    env, flags = _submit_parts(paper_run.rl.commands[0])
+    monkeypatch.chdir(env["working_dir"])  # what Ray does for every worker of the job
+    for name, value in env["env_vars"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(reward, "_shared", None)
+    try:
+        executor = agent.SingleTurnAgentExecutor(remote_rm_url=flags["--reward.remote_url"])
+        prompts = {row["id"]: row for row in read_jsonl(paper_run.run / "rl" / "prompts.jsonl")}
+        cases = [("p1", SHORT), ("p1", LONG), ("p1", "It is \\boxed{41}."), ("p2", LONG.replace("42", "4"))]
+        tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=load_tokenizer())
+        params = SimpleNamespace(max_tokens=1024, logprobs=None)
+
+        async def run_all():
+            outs = []
+            for pid, response in cases:  # one at a time: each prompt text maps to one response
+                prompt = _chatml(prompts[pid]["prompt"])
+                engine = Engine(tokenizer, {prompt: response})
+                outs.append(await executor.execute(prompt, prompts[pid]["label"], params, 4096, tokenizer, engine))
+            return [out["reward"].item() for out in outs]
+
+        short, long, wrong, no_ref = asyncio.run(run_all())
+    finally:
+        if reward._shared is not None:
+            reward._shared.verifier.close()
+    assert reward._shared.config.mode == "thinking_optimal" and reward._shared.config.workers == 4
+    (long_len,) = count_tokens([LONG])
+    assert short == 1.0
+    assert long == pytest.approx(0.5 + 0.5 * paper_run.short_len / long_len) and 0.5 <= long < short
+    assert wrong == 0.0 and no_ref == 1.0  # no reference length: a correct answer earns 1
+
+
+def test_generation_pass_gives_reference_lengths_when_asked(tmp_path):
+    recipe = load_config(PAPER, {"run_dir": str(tmp_path), "rl.ref_tokens": "generate", "rl.ref_samples": 3})
+    (plan,) = plan_all(recipe, ["rl-data"])
+    assert tmp_path / "rl" / "ref_judged.jsonl" in plan.outputs
+    assert "3 samples of" in plan.summary and plan.settings["generation"]["n_samples"] == 3
+    assert str(tmp_path / "models" / "tops") in shlex.join(map(str, plan.inputs))
