@@ -30,6 +30,7 @@ __all__ = [
     "Eval",
     "EvalRun",
     "Generation",
+    "HubSource",
     "Iteration",
     "Models",
     "Pipeline",
@@ -48,6 +49,7 @@ __all__ = [
 
 # The stage vocabulary, in pipeline order (the registry in recipes.stages follows it).
 STAGE_NAMES: tuple[str, ...] = (
+    "problems",
     "seed-gen",
     "seed-curate",
     "tag-sft",
@@ -92,16 +94,60 @@ def _check(ok: object, key: str, reason: str) -> None:
 
 
 @dataclass(frozen=True)
-class ProblemSet:
-    """A JSONL file of problems (`id`, `problem`, `answer`); relative paths are under `data.dir`."""
+class HubSource:
+    """A dataset read with `datasets.load_dataset` (a hub id such as AI-MO/NuminaMath-CoT, or a local
+    dataset folder of parquet/JSON files) and turned into problem rows.
 
-    path: str
-    limit: int | None = None  # at most N rows; None = all
-    skip: int = 0  # rows to pass over first (to keep sets from the same file apart)
+    The gold answer is the `answer_key` column when given, else the last `\\boxed{}` of the
+    `solution_key` column; rows whose answer cannot be extracted or parsed are dropped and counted.
+    `filters` keep rows whose column equals a value or one of a list (`{source: [amc_aime, olympiads]}`).
+    `revision` pins the dataset (a commit or tag); unpinned, the revision read is recorded.
+    """
+
+    name: str
+    split: str = "train"
+    config: str | None = None
+    revision: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    problem_key: str = "problem"
+    solution_key: str = "solution"
+    answer_key: str | None = None
+    id_key: str | None = None  # None: "NAME/SPLIT/ROW"
 
     def __post_init__(self) -> None:
+        _check(self.name.strip(), "name", "must not be empty")
+        for column, allowed in self.filters.items():
+            values = allowed if isinstance(allowed, list) else [allowed]
+            _check(values and all(isinstance(v, (str, int, float, bool)) for v in values), f"filters.{column}",
+                   "expected a value or a non-empty list of values")
+
+
+@dataclass(frozen=True)
+class ProblemSet:
+    """Problems (`id`, `problem`, `answer`) from a local JSONL file (relative paths are under `data.dir`)
+    or a hub dataset (`hub`). `skip`/`limit` cut rows in file order; `sample` then draws a seeded random
+    sample of N problems (after problems used by earlier pools are taken out)."""
+
+    path: str | None = None
+    hub: HubSource | None = None
+    limit: int | None = None  # at most N rows; None = all
+    skip: int = 0  # rows to pass over first (to keep sets from the same file apart)
+    sample: int | None = None  # a seeded random sample of N problems; None = all
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check((self.path is None) != (self.hub is None), "path", "give exactly one of path (local JSONL) or hub")
         _check(self.limit is None or self.limit >= 1, "limit", "must be >= 1 (or null for all rows)")
         _check(self.skip >= 0, "skip", "must be >= 0")
+        _check(self.sample is None or self.sample >= 1, "sample", "must be >= 1 (or null for all problems)")
+
+    @property
+    def label(self) -> str:
+        """A short description for plans and logs."""
+        where = self.path if self.path is not None else f"{self.hub.name}:{self.hub.split}"
+        if self.limit or self.skip:
+            where += f"[{self.skip}:{'' if self.limit is None else self.skip + self.limit}]"
+        return where + (f" (sample {self.sample}, seed {self.seed})" if self.sample else "")
 
 
 @dataclass(frozen=True)
@@ -409,8 +455,10 @@ class Recipe:
         return Path(os.path.abspath(os.path.expandvars(os.path.expanduser(self.data.dir))))
 
     def data_path(self, problems: ProblemSet) -> Path:
-        """Absolute path of a problem file: relative paths are under `data.dir`, itself relative to the
-        current directory; `~` and `$VARS` are expanded."""
+        """Absolute path of a local problem file: relative paths are under `data.dir`, itself relative to
+        the current directory; `~` and `$VARS` are expanded."""
+        if problems.path is None:
+            raise ValueError(f"{problems.label} is a hub dataset, not a local file")
         path = Path(os.path.expandvars(os.path.expanduser(problems.path)))
         if not path.is_absolute():
             path = self.data_root() / path
@@ -498,7 +546,7 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
     if value is None:
         raise ConfigError(source, key, "must not be null")
     if dataclasses.is_dataclass(hint):
-        if hint is ProblemSet and isinstance(value, str):  # a bare path is a whole file
+        if hint is ProblemSet and isinstance(value, str):  # a bare path is a whole local file
             value = {"path": value}
         if hint is EvalRun and isinstance(value, str):  # a bare name is that model, default protocol
             value = {"model": value}

@@ -86,7 +86,7 @@ def _train_flags(common: TrainCommon, run: TrainRun, output_dir: Path, ckpt_path
 
 def sft_command(cluster: Cluster, common: TrainCommon, run: TrainRun, *, model: str, dataset: Path,
                 output_dir: Path, ckpt_path: Path) -> list[str]:
-    """SFT on our rows (DESIGN §3: `prompt` messages, `response` assistant message, chat template on)."""
+    """SFT on our rows (`prompt` messages, `response` assistant message, chat template on)."""
     values = {
         "model.model_name_or_path": model,
         "data.dataset": dataset,
@@ -174,7 +174,7 @@ def ppo_command(cluster: Cluster, common: TrainCommon, rl: RL, *, model: str, pr
 
 def eval_command(ev: Eval, run: EvalRun, *, model: str, out_dir: Path, data_dir: str | None = None,
                  python: str = sys.executable) -> list[str]:
-    """`python -m evals.run` for one run of the eval stage: the paper's sampling protocol (DESIGN §4), or
+    """`python -m evals.run` for one run of the eval stage: the paper's sampling protocol, or
     greedy decoding, under the run's effort prompts and token counting."""
     values: dict[str, Any] = {
         "model": model,

@@ -1,6 +1,6 @@
-"""The TOPS pipeline (DESIGN §1) as stages, each reading and writing files in the run directory.
+"""The TOPS pipeline (arXiv 2502.18080) as stages, each reading and writing files in the run directory.
 
-    seed-gen -> seed-curate -> tag-sft -> effort-gen -> judge -> select -> tops-sft [random-sft]
+    problems -> seed-gen -> seed-curate -> tag-sft -> effort-gen -> judge -> select -> tops-sft [random-sft]
     -> iter-gen -> iter-judge -> iter-select -> iter-sft | iter-dpo -> eval        (rl-data -> rl)
 
 A stage is planned first (`StagePlan`: inputs, outputs, the exact commands, the settings that decide
@@ -14,7 +14,6 @@ and training writes to `DIR.partial`, renamed to `DIR` when OpenRLHF exits clean
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import os
@@ -155,13 +154,11 @@ def _logging_to(path: Path) -> Iterator[None]:
 
 
 def read_problems(recipe: Recipe, sets: Sequence[ProblemSet]) -> list[dict]:
-    """The problems of `sets`, each file cut to its `limit`; a bad row names its file and line."""
-    rows: list[dict] = []
-    for problems in sets:
-        path = recipe.data_path(problems)
-        stop = None if problems.limit is None else problems.skip + problems.limit
-        rows.extend(itertools.islice(read_jsonl(path, require=("id", "problem", "answer")), problems.skip, stop))
-    return rows
+    """The problems of `sets` (local files or hub datasets), each cut and sampled as configured; a bad row
+    names its file and line."""
+    from recipes.problems import read_set
+
+    return [row for problems in sets for row in read_set(recipe, problems)]
 
 
 def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[ProblemSet],
@@ -272,8 +269,7 @@ def _gen_settings(recipe: Recipe, model: str, sets: Sequence[ProblemSet], effort
 
 
 def _gen_summary(recipe: Recipe, model: str, sets, efforts, n_samples: int) -> str:
-    names = ", ".join(s.path + (f"[{s.skip}:{s.skip + s.limit}]" if s.limit else f"[{s.skip}:]" if s.skip else "")
-                      for s in sets)
+    names = ", ".join(s.label for s in sets)
     effort_text = ",".join(e or "none" for e in efforts)
     return (f"generate with {recipe.generation.backend}:{model}, efforts {effort_text}, {n_samples} sample(s) "
             f"per problem, max_tokens {recipe.generation.max_tokens}, temperature "
@@ -308,8 +304,29 @@ def _tops_model(recipe: Recipe, layout: Layout) -> tuple[str, Path | None]:
     return str(layout.model("tops")), layout.model("tops")
 
 
+def _pool(layout: Layout, name: str) -> ProblemSet:
+    """The problems stage's pool file `name` (seed, effort, iteration) as a problem set."""
+    return ProblemSet(path=str(layout.data("problems", f"{name}.jsonl")))
+
+
+def plan_problems(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
+    """The seed, effort and iteration pools, from local files or hub datasets, disjoint (recipes.problems)."""
+    from recipes.problems import POOLS_META, build_pools, pool_sets
+
+    pools = {name: sets for name, sets in pool_sets(recipe).items() if sets}
+    inputs = tuple(recipe.data_path(s) for sets in pools.values() for s in sets if s.path is not None)
+    out_dir = layout.data("problems")
+    described = "; ".join(f"{name}: {', '.join(s.label for s in sets)}" for name, sets in pools.items())
+    return StagePlan(
+        name="problems", summary=f"write disjoint problem pools ({described})", inputs=inputs,
+        outputs=tuple(out_dir / f"{name}.jsonl" for name in pools) + (out_dir / POOLS_META,),
+        work=lambda ctx: build_pools(recipe, out_dir), hooks=hooks,
+        settings={"data": to_dict(recipe.data)},
+    )
+
+
 def plan_seed_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
-    return _gen_plan("seed-gen", recipe, layout, hooks, model=recipe.models.teacher, sets=(recipe.data.seed,),
+    return _gen_plan("seed-gen", recipe, layout, hooks, model=recipe.models.teacher, sets=(_pool(layout, "seed"),),
                      efforts=EFFORTS, n_samples=1, out=layout.data("seed", "generations.jsonl"))
 
 
@@ -352,7 +369,7 @@ def plan_tag_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
 
 def plan_effort_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     model, model_dir = _tag_model(recipe, layout)
-    return _gen_plan("effort-gen", recipe, layout, hooks, model=model, sets=(recipe.data.effort,),
+    return _gen_plan("effort-gen", recipe, layout, hooks, model=model, sets=(_pool(layout, "effort"),),
                      efforts=EFFORTS, n_samples=1, out=layout.data("effort", "generations.jsonl"),
                      model_input=model_dir)
 
@@ -419,7 +436,7 @@ def plan_random_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
 
 def plan_iter_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     model, model_dir = _tops_model(recipe, layout)
-    plan = _gen_plan("iter-gen", recipe, layout, hooks, model=model, sets=recipe.data.iteration, efforts=(None,),
+    plan = _gen_plan("iter-gen", recipe, layout, hooks, model=model, sets=(_pool(layout, "iteration"),), efforts=(None,),
                      n_samples=recipe.iteration.samples, out=layout.data("iter", "generations.jsonl"),
                      model_input=model_dir)
     if not recipe.data.iteration:
@@ -530,7 +547,7 @@ def plan_rl_data(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     out = layout.data("rl", "prompts.jsonl")
     source = recipe.rl.ref_tokens
     sets = recipe.rl.prompts
-    inputs = [recipe.data_path(s) for s in sets]
+    inputs = [recipe.data_path(s) for s in sets if s.path is not None]
     outputs = [out, out.with_name(out.name + ".meta.json")]
     judged: list[Path] = []
     if source == "iteration":
@@ -590,6 +607,7 @@ def plan_rl(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
 
 
 PLANNERS: dict[str, Callable[[Recipe, Layout, Hooks], StagePlan]] = {
+    "problems": plan_problems,
     "seed-gen": plan_seed_gen,
     "seed-curate": plan_seed_curate,
     "tag-sft": plan_tag_sft,

@@ -50,7 +50,7 @@ def test_demo_config_runs_data_stages_and_prints_training():
     recipe = load_config(CONFIGS / "demo-cpu.yaml")
     assert recipe.generation.backend == "hf" and recipe.models.teacher == "smollm2-135m"
     ran = [s for s in recipe.pipeline.stages if s not in recipe.pipeline.print_only]
-    assert ran == ["seed-gen", "seed-curate", "effort-gen", "judge", "select"]
+    assert ran == ["problems", "seed-gen", "seed-curate", "effort-gen", "judge", "select"]
     assert {"tag-sft", "tops-sft", "iter-sft", "iter-dpo"} <= set(recipe.pipeline.print_only)
 
 

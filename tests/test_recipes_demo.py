@@ -16,7 +16,7 @@ from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import read_jsonl
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
-RAN = ["seed-gen", "seed-curate", "effort-gen", "judge", "select"]
+RAN = ["problems", "seed-gen", "seed-curate", "effort-gen", "judge", "select"]
 
 
 def _demo_config(tmp_path: Path, data_dir: Path) -> Path:

@@ -216,8 +216,10 @@ def test_generation_stage_resumes_its_partial_file_and_renames_at_the_end(tmp_pa
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump({
         "models": {"base": "b", "teacher": "teacher-model"}, "run_dir": str(tmp_path / "run"),
-        "data": {"dir": str(tmp_path), "seed": "problems.jsonl"}, "generation": {"backend": "hf", "max_tokens": 8},
+        "data": {"dir": str(tmp_path), "seed": "problems.jsonl", "effort": "problems.jsonl"},
+        "generation": {"backend": "hf", "max_tokens": 8},
     }))
+    assert execute(plan_stage("problems", load_config(config)), Manifest(tmp_path / "run")).ran  # the seed pool
     seen: list = []
     behaviour = {"fail_after": 4}
     monkeypatch.setattr(generation, "load_backend",

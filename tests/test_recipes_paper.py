@@ -79,8 +79,8 @@ def test_dry_run_lists_the_tag_model_efforts_base_greedy_and_comparison(tmp_path
     with contextlib.redirect_stdout(out):
         assert tops.main(["--config", str(PAPER), "--dry-run", "--stage", "eval", "--run-dir", str(tmp_path)]) == 0
     text = out.getvalue()
-    assert f"--effort low,medium,high --data-dir data --out {tmp_path}/eval/tag" in text
-    assert f"--greedy --seed 0 --max-tokens 16384 --data-dir data --out {tmp_path}/eval/base-greedy" in text
+    assert f"--effort low,medium,high --data-dir ../shared/data --out {tmp_path}/eval/tag" in text
+    assert f"--greedy --seed 0 --max-tokens 16384 --data-dir ../shared/data --out {tmp_path}/eval/base-greedy" in text
     assert f"-m evals.compare {tmp_path}/eval/tag {tmp_path}/eval/base-greedy" in text
 
 
