@@ -336,11 +336,19 @@ class RL:
     ref_tokens: Literal["iteration", "generate", "none"] = "iteration"
     ref_samples: int = 4  # ref_tokens: generate -- samples per prompt
     ship_plugin: bool = True  # send tops_plugin to every node with the job (Ray runtime_env py_modules)
+    # start: one shared tops_plugin.server on this machine judges for the whole job (large clusters),
+    # started before the job and stopped after it; the job reaches it at reward_server_host.
+    reward_server: Literal["none", "start"] = "none"
+    reward_server_host: str | None = None  # None: this machine's host name
+    reward_server_port: int = 5000
     runtime_env: dict[str, Any] = field(default_factory=dict)  # more runtime_env fields (pip, env_vars, …)
 
     def __post_init__(self) -> None:
         _check(self.n_samples_per_prompt >= 1, "n_samples_per_prompt", "must be >= 1")
         _check(self.ref_samples >= 1, "ref_samples", "must be >= 1")
+        _check(self.reward_server == "none" or not self.reward_url, "reward_server",
+               "is 'start' but reward_url is set too: use one (a server you run yourself goes in reward_url)")
+        _check(1 <= self.reward_server_port <= 65535, "reward_server_port", "must be a TCP port (1-65535)")
         _check("working_dir" not in self.runtime_env, "runtime_env.working_dir",
                "is the stage's job folder (reward file and config); ship other files with py_modules")
         _check_reward(self.reward)

@@ -29,6 +29,7 @@ __all__ = [
     "ppo_command",
     "run_command",
     "sft_command",
+    "with_reward_server",
 ]
 
 
@@ -170,6 +171,12 @@ def ppo_command(cluster: Cluster, common: TrainCommon, rl: RL, *, model: str, pr
     if runtime_env:
         submit += ["--runtime-env-json", json.dumps(runtime_env, sort_keys=True)]
     return submit + ["--", cluster.python, "-m", "openrlhf.cli.train_ppo_ray"] + flags(values)
+
+
+def with_reward_server(command: Sequence[str], *, port: int, config: Path, python: str = sys.executable) -> list[str]:
+    """`command` run beside a shared reward server (`recipes.serve_reward`: started first, stopped after;
+    the `{token}` in the command's reward URL is filled in there, never written here)."""
+    return [python, "-m", "recipes.serve_reward", "--port", str(port), "--config", str(config), "--", *command]
 
 
 def eval_command(ev: Eval, run: EvalRun, *, model: str, out_dir: Path, data_dir: str | None = None,

@@ -36,6 +36,7 @@ __all__ = [
     "reference_lengths",
     "rl_label",
     "runtime_env",
+    "server_url",
     "write_job_dir",
     "write_rl_prompts",
 ]
@@ -46,9 +47,9 @@ REWARD_FILE = "reward_func.py"  # in the job folder, the working directory of ev
 REWARD_CONFIG_FILE = "reward.yaml"
 
 
-def reference_lengths(judged: Sequence[Path], tokenizer: str | None = None) -> dict[str, tuple[int, str]]:
-    """Per problem id: (shortest correct length in Qwen2.5 tokens, the gold answer it was judged against),
-    from judged generation records, chosen as TOPS's `iter-sft` selection chooses."""
+def reference_lengths(judged: Sequence[Path]) -> dict[str, tuple[int, str]]:
+    """Per problem id: (shortest correct length in Qwen2.5 tokens -- the reward's unit --, the gold answer
+    it was judged against), from judged generation records, chosen as TOPS's `iter-sft` selection chooses."""
     from tops_plugin.selection import SelectionConfig, read_records, select
 
     golds: dict[str, str] = {}
@@ -56,7 +57,7 @@ def reference_lengths(judged: Sequence[Path], tokenizer: str | None = None) -> d
     for path in judged:
         for row in read_jsonl(path, require=("id",)):
             golds.setdefault(str(row["id"]), str(row.get("answer")))
-        for row in select(read_records(path), SelectionConfig(mode="iter-sft", tokenizer=tokenizer)).rows:
+        for row in select(read_records(path), SelectionConfig(mode="iter-sft")).rows:
             pid = str(row["id"])
             if pid not in lengths or row["tokens"] < lengths[pid][0]:
                 lengths[pid] = (int(row["tokens"]), golds[pid])
@@ -142,3 +143,12 @@ def runtime_env(job_dir: Path, *, ship_plugin: bool, extra: Mapping[str, Any]) -
     env["env_vars"] = {CONFIG_ENV: REWARD_CONFIG_FILE, **dict(extra.get("env_vars", {}))}
     env.update({key: value for key, value in extra.items() if key not in ("py_modules", "env_vars")})
     return env
+
+
+def server_url(host: str | None, port: int) -> str:
+    """The shared reward server's URL as OpenRLHF calls it; `{token}` is filled in when the job starts."""
+    import socket
+
+    from recipes.serve_reward import TOKEN_PLACEHOLDER
+
+    return f"http://{host or socket.getfqdn()}:{port}/get_reward?token={TOKEN_PLACEHOLDER}"

@@ -565,7 +565,7 @@ def plan_rl_data(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
             generate(ctx, recipe, model=model, sets=sets, efforts=(None,), n_samples=recipe.rl.ref_samples,
                      out=generated)
             judge(recipe, generated, ref_judged)
-        references = rl.reference_lengths(judged, recipe.models.tokenizer) if judged else {}
+        references = rl.reference_lengths(judged) if judged else {}
         rl.write_rl_prompts(read_problems(recipe, sets), out, references, ref_source=source)
 
     where = {"iteration": "the iteration samples' shortest correct length",
@@ -575,7 +575,6 @@ def plan_rl_data(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
         name="rl-data", summary=f"write RL prompts (chat messages + label {{answer, ref_tokens}}: {where})",
         inputs=tuple(inputs), outputs=tuple(outputs), work=work, hooks=hooks,
         settings={"prompts": to_dict(list(sets)), "data_dir": recipe.data.dir, "ref_tokens": source,
-                  "tokenizer": recipe.models.tokenizer,
                   **({"generation": _gen_settings(recipe, model, sets, (None,), recipe.rl.ref_samples),
                       "verifier_timeout": recipe.verifier.timeout} if source == "generate" else {})},
     )
@@ -592,10 +591,15 @@ def plan_rl(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     partial = final.with_name(final.name + ".partial")
     job_dir = layout.data("rl", "job")
     reward = recipe.rl.reward_url or rl.REWARD_FILE
+    if recipe.rl.reward_server == "start":
+        reward = rl.server_url(recipe.rl.reward_server_host, recipe.rl.reward_server_port)
     env = rl.runtime_env(job_dir, ship_plugin=recipe.rl.ship_plugin, extra=recipe.rl.runtime_env)
     command = launch.ppo_command(recipe.cluster, recipe.training.common, recipe.rl, model=model, prompts=prompts,
                                  output_dir=partial, ckpt_path=layout.ckpt("rl"), reward_url=reward,
                                  runtime_env=env)
+    if recipe.rl.reward_server == "start":
+        command = launch.with_reward_server(command, port=recipe.rl.reward_server_port,
+                                            config=job_dir / rl.REWARD_CONFIG_FILE)
     return StagePlan(
         name="rl", summary=f"OpenRLHF {recipe.rl.estimator} RL of {model} with reward {reward} "
                            f"({recipe.rl.reward.get('mode', 'correct')}), shipped in {job_dir}",

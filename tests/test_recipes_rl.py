@@ -184,3 +184,44 @@ def test_generation_pass_gives_reference_lengths_when_asked(tmp_path):
     assert tmp_path / "rl" / "ref_judged.jsonl" in plan.outputs
     assert "3 samples of" in plan.summary and plan.settings["generation"]["n_samples"] == 3
     assert str(tmp_path / "models" / "tops") in shlex.join(map(str, plan.inputs))
+
+
+def test_a_shared_reward_server_is_started_for_the_job_and_stopped_after(paper_run, tmp_path):
+    """`rl.reward_server: start`: the job's reward URL names the server; `recipes.serve_reward` starts it,
+    fills in the token, and stops it when the job ends. A stand-in job posts OpenRLHF's payload to it."""
+    import socket
+    import subprocess
+    import sys
+
+    recipe = load_config(PAPER, {"run_dir": str(paper_run.run), "rl.reward_server": "start",
+                                 "rl.reward_server_host": "rm-host", "rl.reward_server_port": 5123})
+    (plan,) = plan_all(recipe, ["rl"])
+    command = list(plan.commands[0])
+    assert command[1:3] == ["-m", "recipes.serve_reward"] and "--port" in command and "5123" in command
+    _, flags = _submit_parts(tuple(command[command.index("--") + 1:]))
+    assert flags["--reward.remote_url"] == "http://rm-host:5123/get_reward?token={token}"
+
+    config = tmp_path / "reward.yaml"
+    config.write_text("mode: thinking_optimal\nfloor: 0.5\ntimeout: 3.0\nworkers: 1\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prompt = "<|im_start|>user\nWhat is 6 times 7?<|im_end|>\n<|im_start|>assistant\n"
+    label = json.dumps({"answer": "42", "ref_tokens": paper_run.short_len})
+    payload = {"query": [prompt + SHORT, prompt + LONG, prompt + "\\boxed{41}"], "prompts": [prompt] * 3,
+               "labels": [label] * 3}
+    job = ("import json, sys, urllib.request\n"
+           "request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(),"
+           " headers={'Content-Type': 'application/json'})\n"
+           "open(sys.argv[3], 'w').write(urllib.request.urlopen(request, timeout=60).read().decode())\n")
+    out = tmp_path / "rewards.json"
+    url = f"http://127.0.0.1:{port}/get_reward?token={{token}}"
+    code = subprocess.run(
+        [sys.executable, "-m", "recipes.serve_reward", "--port", str(port), "--config", str(config), "--",
+         sys.executable, "-c", job, url, json.dumps(payload), str(out)], timeout=240,
+    ).returncode
+    assert code == 0
+    short, long, wrong = json.loads(out.read_text())["rewards"]
+    assert short == 1.0 and 0.5 <= long < 1.0 and wrong == 0.0
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the server is gone
