@@ -225,3 +225,47 @@ def test_a_shared_reward_server_is_started_for_the_job_and_stopped_after(paper_r
     assert short == 1.0 and 0.5 <= long < 1.0 and wrong == 0.0
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass  # the server is gone
+
+
+class _StartingModel:
+    """Stand-in generation backend for the RL starting model: per problem, sample i answers at length i."""
+
+    name = "stand-in"
+
+    def __init__(self, model: str):
+        self.model, self.errors = model, []
+
+    def generate(self, requests):
+        answers = {"p1": "42", "p2": "4", "p3": "0"}  # p3 is always wrong
+        for request in requests:
+            for sample in request.sample_indices:
+                pid = request.problem["id"]
+                response = "Let me think. " * (3 * sample + 1) + f"\\boxed{{{answers[pid]}}}"
+                yield {"id": pid, "problem": request.problem["problem"], "answer": request.problem["answer"],
+                       "effort": request.effort, "sample": sample, "seed": sample, "model": self.model,
+                       "messages": [], "response": response, "finish_reason": "stop",
+                       "tokens": count_tokens([response])[0]}
+
+    def close(self):
+        pass
+
+
+def test_a_generation_pass_of_the_starting_model_gives_the_reference_lengths(tmp_path, monkeypatch):
+    import tops_plugin.generation as generation
+
+    _jsonl(tmp_path / "data" / "prompts.jsonl", PROBLEMS)
+    recipe = load_config(PAPER, {"run_dir": str(tmp_path / "run"), "data.dir": str(tmp_path / "data"),
+                                 "rl.prompts": ["prompts.jsonl"], "rl.ref_tokens": "generate", "rl.ref_samples": 3,
+                                 "rl.model": "start-model", "generation.backend": "hf", "verifier.workers": 1})
+    monkeypatch.setattr(generation, "load_backend", lambda name, model, **options: _StartingModel(model))
+    (plan,) = plan_all(recipe, ["rl-data"])
+    assert "the shortest correct of 3 samples of start-model" in plan.summary
+    plan.run(tmp_path / "rl-data.log")
+    labels = {row["id"]: json.loads(row["label"]) for row in read_jsonl(tmp_path / "run" / "rl" / "prompts.jsonl")}
+    shortest = count_tokens(["Let me think. " + "\\boxed{42}", "Let me think. " + "\\boxed{4}"])
+    assert labels["p1"]["ref_tokens"] == shortest[0] and labels["p2"]["ref_tokens"] == shortest[1]
+    assert labels["p3"] == {"answer": "3", "ref_tokens": None}
+    judged = list(read_jsonl(tmp_path / "run" / "rl" / "ref_judged.jsonl"))
+    assert len(judged) == 9 and {r["model"] for r in judged} == {"start-model"}
+    meta = json.loads((tmp_path / "run" / "rl" / "prompts.jsonl.meta.json").read_text())
+    assert (meta["with_ref_tokens"], meta["without_ref_tokens"], meta["ref_source"]) == (2, 1, "generate")
