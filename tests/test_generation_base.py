@@ -161,6 +161,48 @@ def test_progress_reports_total_then_each_record(tmp_path):
     assert events[-1].gen_tokens == 8 * 7
 
 
+class BatchedBackend(StandInBackend):
+    """Works in batches of 4 whose records come at the batch's end, telling as each sequence ends (as the
+    Hugging Face backend does through its stopping criterion); one sequence per batch runs to the limit."""
+
+    def __init__(self):
+        super().__init__()
+        self.on_sequence_done = None
+
+    def generate(self, requests):
+        records = list(super().generate(requests))
+        for start in range(0, len(records), 4):
+            batch = records[start : start + 4]
+            if self.on_sequence_done is not None:
+                self.on_sequence_done(2)  # two end early, together
+                self.on_sequence_done(1)  # then one more; the fourth hits max_tokens (no report)
+            yield from batch
+
+
+def test_progress_advances_per_finished_sequence_not_per_batch(tmp_path):
+    events = []
+    backend = BatchedBackend()
+    generate_to_file(backend, requests_for(problems(2)), tmp_path / "g.jsonl", progress=events.append)
+    # Per batch of 4: 2 and 3 sequences done before any record, then the records bring it to 4.
+    assert [e.done for e in events] == [0, 2, 3, 3, 3, 3, 4, 6, 7, 7, 7, 7, 8]
+    assert [e.done for e in events] == sorted(e.done for e in events)  # never goes back
+    assert backend.on_sequence_done is None  # the hook is the run's only
+    assert len(keys(tmp_path / "g.jsonl")) == 8
+
+
+def test_finished_rows_criterion_reports_each_row_once():
+    torch = pytest.importorskip("torch")
+    from tops_plugin.generation.hf import FinishedRows
+
+    reports = []
+    criterion = FinishedRows([1, 9], reports.append)
+    steps = [[5, 1, 5], [1, 1, 5], [1, 1, 9]]  # last token of each row at three steps (1 and 9 end a row)
+    for step in steps:
+        stop = criterion(torch.tensor([[0, token] for token in step]), None)
+        assert not bool(stop.any())  # it never stops generation itself
+    assert reports == [1, 1, 1]
+
+
 def test_load_backend_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown backend"):
         load_backend("tgi", "x")

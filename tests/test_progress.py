@@ -80,6 +80,15 @@ def test_bars_on_a_terminal_and_durations():
     assert [format_duration(s) for s in (0.4, 59, 61, 3600 * 2 + 7 * 60)] == ["0s", "59s", "1m01s", "2h07m"]
 
 
+def test_slow_work_reads_as_time_per_item():
+    clock = Clock()
+    display, buffer = _display(clock)
+    display.update("generate", 0, 4)
+    clock.now += 400
+    display.update("generate", 4, 4)
+    assert buffer.getvalue().splitlines()[-1] == "generate: 4/4 (100%), 1m40s each, done in 6m40s"
+
+
 def test_the_timer_writes_lines_without_updates():
     buffer = io.StringIO()
     display = ProgressDisplay(Console(file=buffer, force_terminal=False), interval=0.05)

@@ -165,7 +165,8 @@ class ProgressDisplay:
         if state.total:
             parts[0] += f" ({100 * state.done / state.total:.0f}%)"
         if state.done and elapsed >= 1:  # a rate over less than a second is noise
-            parts.append(f"{state.done / elapsed:,.1f}/s")
+            rate = state.done / elapsed
+            parts.append(f"{rate:,.1f}/s" if rate >= 0.1 else f"{format_duration(1 / rate)} each")
             if state.tokens:
                 parts.append(f"{state.tokens / elapsed:,.0f} tok/s")
         if state.total is not None and state.done >= state.total:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tops_plugin.generation.base import GenerationRequest, SamplingParams, sample_seed, valid_requests
@@ -97,6 +97,27 @@ def _eos_ids(hf_model, tokenizer) -> list[int]:
     return [eos] if isinstance(eos, int) else list(eos)
 
 
+class FinishedRows:
+    """A stopping criterion that never stops: it reports rows whose last token is an end-of-sequence id,
+    once each, while `model.generate` runs (rows of a batch finish at different steps)."""
+
+    def __init__(self, eos_ids: list[int], report: Callable[[int], None]):
+        self.eos_ids, self.report = list(eos_ids), report
+        self.finished = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        ended = torch.isin(input_ids[:, -1], torch.tensor(self.eos_ids, device=input_ids.device))
+        if self.finished is None:
+            self.finished = torch.zeros_like(ended)
+        new = ended & ~self.finished
+        self.finished |= ended
+        if bool(new.any()):
+            self.report(int(new.sum()))
+        return torch.zeros_like(ended)
+
+
 class HFBackend:
     """Generate with `model.generate`, `batch_size` rows (samples) at a time."""
 
@@ -124,6 +145,9 @@ class HFBackend:
         self.eos_ids = _eos_ids(hf_model, tokenizer)
         self.count_tokenizer = count_tokenizer
         self.errors: list[tuple[object, str]] = []
+        #: Called with how many rows of the running batch just ended (EOS), so that progress advances per
+        #: finished sequence rather than per batch (`generate_to_file` sets it).
+        self.on_sequence_done: Callable[[int], None] | None = None
 
     def close(self) -> None:
         """Nothing to release: the model stays cached for the next backend."""
@@ -157,8 +181,13 @@ class HFBackend:
             [row[3] for row in batch], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.hf_model.device)
         torch.manual_seed(sample_seed(sampling.seed, first_request.id, first_request.effort, first_sample))
+        kwargs = self.generate_kwargs(sampling)
+        if self.on_sequence_done is not None:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([FinishedRows(self.eos_ids, self.on_sequence_done)])
         with torch.inference_mode():
-            out = self.hf_model.generate(**enc, **self.generate_kwargs(sampling))
+            out = self.hf_model.generate(**enc, **kwargs)
         new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
         outputs = []
         for (request, sample, messages, _), ids in zip(batch, new_tokens):

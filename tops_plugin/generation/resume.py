@@ -107,7 +107,9 @@ def generate_to_file(
 ) -> GenerationSummary:
     """Generate what `out_path` still lacks and append it, one flushed line per record.
 
-    `progress` is called once before the first record (with the total) and after each record.
+    `progress` is called once before the first record (with the total), after each record, and -- for a
+    backend with an ``on_sequence_done`` hook (batched Hugging Face generation) -- as each sequence of a
+    running batch ends, so that progress advances per finished sequence rather than per batch.
     Records for keys already on disk are never written twice, even if a backend repeats itself.
     """
     started = time.perf_counter()
@@ -126,22 +128,38 @@ def generate_to_file(
 
     errors_before = len(getattr(backend, "errors", ()) or ())
     written = truncated = tokens = gen_tokens = 0
+    ended = 0  # sequences the backend saw end whose records have not come yet (batched backends)
     if progress is not None:
         progress(ProgressEvent(0, counts["planned"], 0))
-    if pending:
-        with append_jsonl(out_path) as write:
-            for record in backend.generate(pending):
-                key = record_key(record)
-                if key in done:
-                    continue
-                write(record)
-                done.add(key)
-                written += 1
-                truncated += record.get("finish_reason") == "length"
-                tokens += int(record.get("tokens", 0))
-                gen_tokens += int(record.get("gen_tokens", 0))
-                if progress is not None:
-                    progress(ProgressEvent(written, counts["planned"], gen_tokens, record))
+
+    def sequences_ended(count: int) -> None:
+        nonlocal ended
+        ended += count
+        progress(ProgressEvent(min(written + ended, counts["planned"]), counts["planned"], gen_tokens))
+
+    reports_sequences = progress is not None and hasattr(backend, "on_sequence_done")
+    if reports_sequences:
+        backend.on_sequence_done = sequences_ended
+    try:
+        if pending:
+            with append_jsonl(out_path) as write:
+                for record in backend.generate(pending):
+                    key = record_key(record)
+                    if key in done:
+                        continue
+                    write(record)
+                    done.add(key)
+                    written += 1
+                    ended = max(ended - 1, 0)
+                    truncated += record.get("finish_reason") == "length"
+                    tokens += int(record.get("tokens", 0))
+                    gen_tokens += int(record.get("gen_tokens", 0))
+                    if progress is not None:
+                        done_now = min(written + ended, counts["planned"])
+                        progress(ProgressEvent(done_now, counts["planned"], gen_tokens, record))
+    finally:
+        if reports_sequences:
+            backend.on_sequence_done = None
     bad.extend(list(getattr(backend, "errors", ()) or ())[errors_before:])
     return GenerationSummary(
         path=str(out_path),
