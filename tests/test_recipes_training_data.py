@@ -145,3 +145,22 @@ def test_judge_then_select_gives_openrlhf_only_whole_finished_targets(tmp_path, 
     chosen_ids, _, reject_ids, _, prompt_len = dataset[0]
     assert tokenizer.decode(chosen_ids[0, prompt_len:]) == FINISHED + "<|im_end|>"
     assert tokenizer.decode(reject_ids[0, prompt_len:]) == "So \\boxed{43}.<|im_end|>"
+
+
+def test_llama_recipe_names_its_own_tokenizers_and_fails_clearly_offline(monkeypatch):
+    from recipes.config import load_config
+    from tops_plugin.tokens import load_tokenizer
+
+    configs = Path(__file__).resolve().parent.parent / "recipes" / "configs"
+    llama = load_config(configs / "llama3.1-8b-tops.yaml")
+    assert llama.models.curation_tokenizer == llama.models.chat_tokenizer == "meta-llama/Llama-3.1-8B-Instruct"
+    qwen = load_config(configs / "qwen2.5-32b-tops.yaml")
+    assert qwen.models.curation_tokenizer is None and qwen.models.chat_tokenizer == "Qwen/Qwen2.5-32B-Instruct"
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+    with pytest.raises(FileNotFoundError, match="meta-llama/Llama-3.1-8B-Instruct"):
+        load_tokenizer("meta-llama/Llama-3.1-8B-Instruct")
+    with pytest.raises(FileNotFoundError, match="(?s)could not be loaded.*local folder"):
+        TrainLength(16384, "meta-llama/Llama-3.1-8B-Instruct")
