@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,6 +71,7 @@ __all__ = [
     "parse_label",
     "reward_func_path",
     "response_text",
+    "default_workers",
     "shared_scorer",
 ]
 
@@ -102,7 +104,7 @@ class RewardConfig:
     floor: float = 0.5  # thinking_optimal: least reward of a correct response
     tolerance: float = 0.0  # thinking_optimal: slack over the reference length before the reward decays
     timeout: float = 5.0  # seconds per item, hard (the verifier kills the worker)
-    workers: int | None = None  # verifier processes; None = the verifier's default
+    workers: int | None = None  # verifier processes per process that loads the reward; None = see below
     tokenizer: str | None = None  # counts response tokens; None = offline Qwen2.5 files
     special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS
 
@@ -111,8 +113,14 @@ class RewardConfig:
             raise ValueError(f"unknown reward mode {self.mode!r}; choose one of {sorted(REWARD_MODES)}")
         if not 0.0 <= self.floor <= 1.0:
             raise ValueError(f"floor must be in [0, 1], got {self.floor}")
-        if self.tolerance < 0 or self.timeout <= 0:
-            raise ValueError("tolerance must be >= 0 and timeout > 0")
+        if not 0 <= self.tolerance < math.inf:
+            raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance}")
+        if not 0 < self.timeout < math.inf:
+            raise ValueError(f"timeout must be a positive finite number of seconds, got {self.timeout}")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
         object.__setattr__(self, "special_tokens", tuple(self.special_tokens))
 
 
@@ -367,6 +375,17 @@ _shared: Scorer | None = None
 _shared_lock = threading.Lock()
 
 
+def default_workers() -> int:
+    """Verifier processes of one process that loads the reward file: at most 4.
+
+    OpenRLHF loads the reward file in every vLLM engine process, often 8 per node; a pool per core in
+    each would start 8 x cores processes. Judging one rollout takes milliseconds, so 4 processes per
+    engine keep up with generation and leave spares while one is stuck on a hostile item until its
+    deadline. Raise ``workers`` in the reward config for a node with few engines and many cores.
+    """
+    return min(4, os.cpu_count() or 1)
+
+
 def shared_scorer() -> Scorer:
     """The process-wide scorer and its verifier pool, started on first use and closed at exit."""
     global _shared
@@ -376,7 +395,7 @@ def shared_scorer() -> Scorer:
                 from tops_plugin.verifier import Verifier
 
                 config = load_config()
-                verifier = Verifier(workers=config.workers, timeout=config.timeout)
+                verifier = Verifier(workers=config.workers or default_workers(), timeout=config.timeout)
                 atexit.register(_close_quietly, verifier)
                 _shared = Scorer(config, verifier)
     return _shared

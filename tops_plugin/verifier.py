@@ -7,65 +7,50 @@ thread; the parent waits at most `timeout` seconds per item, then kills and repl
 records ``timeout``. A worker that dies mid-item (crash, OOM killer, SIGKILL) is replaced and the item
 retried once on the fresh worker; a second death records ``error``.
 
-One driver thread per worker feeds it from a shared queue, so `check` is safe from any number of threads
-and one hostile item holds up only its own worker. Workers are forked from a single-threaded fork server
-that has math-verify imported already: a replacement is ready in milliseconds, and forking never copies a
-caller's threads or locks.
+The deadline measures judging only. Workers are forked from a server process that has math-verify loaded
+and never imports the caller's `__main__` (`tops_plugin.judge_workers`); each is started, and has said it
+is ready, before an item is given to it, and a killed worker is replaced at once, before its driver takes
+the next item. A worker that cannot become ready within `start_timeout` turns its items into ``error``
+(counted in ``stats["start_failures"]``), never into ``timeout``.
+
+One driver thread per worker takes items from a fair queue: each caller (a `check_many` call, or one
+`submit`) has its own lane and the drivers serve the lanes in turn, so a large or hostile batch from one
+caller delays another caller's items by at most one item per worker.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing as mp
 import os
-import queue
 import signal
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from multiprocessing.connection import Connection
+from concurrent.futures import TimeoutError as FutureTimeout
 
-from tops_plugin.answers import Verdict, judge
+from tops_plugin.answers import Verdict
+from tops_plugin.judge_workers import WorkerStartError, fork_server
 
-__all__ = ["Verifier", "DEFAULT_TIMEOUT_S"]
+__all__ = ["Verifier", "DEFAULT_TIMEOUT_S", "DEFAULT_START_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_START_TIMEOUT_S = 60.0  # a cold start imports sympy and math-verify; generous on a loaded node
 _STOP = None
 
 
-def _worker_main(conn: Connection) -> None:
-    """Worker loop: receive a list of (response, gold, truncated), reply with each verdict as it is made."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and shuts us down
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # verdicts are the report, not log lines
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is _STOP:
-            return
-        for response, gold, truncated in task:
-            verdict = judge(response, gold, truncated=truncated)
-            conn.send((verdict.verdict, verdict.pred, verdict.answer_from))
-
-
 class _Worker:
-    """One worker process and the parent's end of its pipe."""
+    """One worker process and the parent's end of its pipe; ready to judge once constructed."""
 
-    def __init__(self, ctx: mp.context.BaseContext):
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.process.start()
-        child.close()
+    def __init__(self, start_timeout: float):
+        self.pid, self.conn = fork_server(start_timeout).start_worker(start_timeout)
 
     def kill(self) -> None:
         try:
-            self.process.kill()
-        except (OSError, ValueError, AttributeError):
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
             pass
-        self.process.join(timeout=5)
         self.conn.close()
 
     def stop(self) -> None:
@@ -73,11 +58,41 @@ class _Worker:
             self.conn.send(_STOP)
         except (OSError, ValueError):
             pass
-        self.process.join(timeout=2)
-        if self.process.is_alive():
-            self.kill()
-        else:
-            self.conn.close()
+        self.conn.close()
+
+
+class _FairQueue:
+    """Tasks in per-caller lanes; `get` takes the oldest task of the next lane in turn (round robin)."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[object, deque] = {}  # insertion order is the turn order
+        self._stops = 0
+        self._ready = threading.Condition(threading.Lock())
+
+    def put(self, lane: object, task: tuple) -> None:
+        with self._ready:
+            self._lanes.setdefault(lane, deque()).append(task)
+            self._ready.notify()
+
+    def stop(self, count: int) -> None:
+        """Make `count` calls of `get` return `_STOP` once every queued task has been taken."""
+        with self._ready:
+            self._stops += count
+            self._ready.notify_all()
+
+    def get(self) -> tuple | None:
+        with self._ready:
+            while not self._lanes and not self._stops:
+                self._ready.wait()
+            if not self._lanes:
+                self._stops -= 1
+                return _STOP
+            lane = next(iter(self._lanes))
+            tasks = self._lanes.pop(lane)
+            task = tasks.popleft()
+            if tasks:
+                self._lanes[lane] = tasks  # back of the turn order
+            return task
 
 
 class Verifier:
@@ -88,16 +103,23 @@ class Verifier:
     'correct'
     """
 
-    def __init__(self, workers: int | None = None, timeout: float = DEFAULT_TIMEOUT_S):
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        self.workers = max(1, workers or os.cpu_count() or 1)
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        start_timeout: float = DEFAULT_START_TIMEOUT_S,
+    ):
+        for name, value in (("timeout", timeout), ("start_timeout", start_timeout)):
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers or os.cpu_count() or 1
         self.timeout = float(timeout)
-        self.stats = {"timeouts": 0, "restarts": 0}
+        self.start_timeout = float(start_timeout)
+        self.stats = {"timeouts": 0, "restarts": 0, "start_failures": 0}
         self._stats_lock = threading.Lock()
-        self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["tops_plugin.answers"])
-        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._tasks = _FairQueue()
         self._closed = False
         self._lock = threading.Lock()
         self._workers: list[_Worker | None] = [None] * self.workers  # each driver's current worker
@@ -113,16 +135,16 @@ class Verifier:
     # ------------------------------------------------------------------------------------------ public
 
     def submit(self, response: str, gold: str, truncated: bool = False) -> Future:
-        """Queue one item; the future resolves to a `Verdict`."""
-        return self._submit_chunk([(response, gold, truncated)])[0]
+        """Queue one item (its own lane); the future resolves to a `Verdict`."""
+        return self._submit_chunk(object(), [(response, gold, truncated)])[0]
 
-    def _submit_chunk(self, items: list[tuple]) -> list[Future]:
+    def _submit_chunk(self, lane: object, items: list[tuple]) -> list[Future]:
         if self._closed:
             raise RuntimeError("Verifier is closed")
         futures = [Future() for _ in items]
         payloads = [(_as_text(item[0]), _as_text(item[1]), bool(item[2]) if len(item) > 2 else False)
                     for item in items]
-        self._tasks.put((futures, payloads))
+        self._tasks.put(lane, (futures, payloads))
         return futures
 
     def check(self, response: str, gold: str, truncated: bool = False) -> Verdict:
@@ -134,34 +156,54 @@ class Verifier:
         pairs: Iterable[tuple[str, str]] | Iterable[tuple[str, str, bool]],
         window: int | None = None,
         chunk: int = 8,
+        budget: float | None = None,
     ) -> Iterator[Verdict]:
         """Judge a stream of (response, gold[, truncated]) in order, keeping every worker busy.
 
         Items travel to a worker `chunk` at a time (one message, not one per item: on cheap items the
         round trip is most of the cost); a stuck item delays the rest of its chunk by at most its deadline.
         Latency-sensitive callers (the reward path) pass ``chunk=1``. At most `window` items (default 4
-        chunks per worker) are in flight, so memory stays flat on any input size.
+        chunks per worker) are in flight, so memory stays flat on any input size. The call is one lane of
+        the fair queue. With a `budget` (seconds for the whole call), items not yet given to a worker when
+        it runs out are ``timeout`` without being judged; items being judged keep their own deadline.
         """
         chunk = max(1, chunk)
         limit = max(window or 4 * chunk * self.workers, chunk)
+        ends = time.monotonic() + budget if budget is not None else None
+        lane = object()
         pending: deque[Future] = deque()
         batch: list[tuple] = []
         for pair in pairs:
-            batch.append(pair)
+            if ends is not None and time.monotonic() >= ends:
+                pending.append(_TIMED_OUT)
+            else:
+                batch.append(pair)
             if len(batch) >= chunk:
-                pending.extend(self._submit_chunk(batch))
+                pending.extend(self._submit_chunk(lane, batch))
                 batch = []
-                while len(pending) >= limit:
-                    yield pending.popleft().result()
+            while len(pending) >= limit:
+                yield self._result(pending, ends)
         if batch:
-            pending.extend(self._submit_chunk(batch))
+            pending.extend(self._submit_chunk(lane, batch))
         while pending:
-            yield pending.popleft().result()
+            yield self._result(pending, ends)
+
+    def _result(self, pending: deque[Future], ends: float | None) -> Verdict:
+        """The oldest pending verdict; past the budget, every pending item not yet started is cancelled."""
+        future = pending.popleft()
+        if ends is None:
+            return future.result()
+        try:
+            return future.result(timeout=max(0.0, ends - time.monotonic()))
+        except FutureTimeout:
+            for other in (future, *pending):
+                other.cancel()  # refused by a future a worker is judging: that one keeps its deadline
+            return Verdict("timeout") if future.cancelled() else future.result()
 
     @property
     def worker_pids(self) -> list[int]:
         """Process ids of the workers that have started (for monitoring)."""
-        return [worker.process.pid for worker in self._workers if worker is not None]
+        return [worker.pid for worker in self._workers if worker is not None]
 
     def close(self) -> None:
         """Stop the workers (idempotent). Queued items still finish first."""
@@ -180,9 +222,8 @@ class Verifier:
     # ---------------------------------------------------------------------------------------- drivers
 
     @staticmethod
-    def _shutdown(tasks: queue.SimpleQueue, drivers: list[threading.Thread]) -> None:
-        for _ in drivers:
-            tasks.put(_STOP)
+    def _shutdown(tasks: _FairQueue, drivers: list[threading.Thread]) -> None:
+        tasks.stop(len(drivers))
         for driver in drivers:
             if driver is not threading.current_thread():
                 driver.join(timeout=10)
@@ -191,6 +232,8 @@ class Verifier:
         worker: _Worker | None = None
         try:
             while True:
+                if worker is None:
+                    worker = self._start(slot)  # warm before taking an item, so no item waits for a start
                 task = self._tasks.get()
                 if task is _STOP:
                     return
@@ -207,24 +250,33 @@ class Verifier:
         with self._stats_lock:
             self.stats[key] += 1
 
+    def _start(self, slot: int) -> _Worker | None:
+        """A ready worker for `slot`, or None (counted) when none became ready within `start_timeout`."""
+        try:
+            worker = _Worker(self.start_timeout)
+        except (WorkerStartError, OSError):
+            self._workers[slot] = None
+            self._count("start_failures")
+            return None
+        self._workers[slot] = worker
+        return worker
+
     def _run(self, worker: _Worker | None, payloads: list[tuple], futures: list[Future], slot: int) -> _Worker | None:
         """Judge a chunk on this driver's worker, resolving each future as its verdict arrives.
 
         No answer within the deadline: the worker is killed, the item recorded as ``timeout`` and the rest
         of the chunk sent to a fresh worker. A worker that dies mid-item (its pipe closes) is discarded at
-        once -- `is_alive()` can still say True for a few milliseconds -- and the item retried once on a
-        fresh worker; a second death records ``error``. Returns the worker to keep using.
+        once and the item retried once on a fresh worker; a second death records ``error``. No worker ready
+        within the start-up bound: the rest of the chunk is ``error``. Returns the worker to keep using.
         """
         done, retried = 0, False
         while done < len(payloads):
             if worker is None:
-                try:
-                    worker = _Worker(self._ctx)
-                except Exception:  # cannot start a process at all (resources): record, do not crash
+                worker = self._start(slot)
+                if worker is None:
                     for future in futures[done:]:
                         future.set_result(Verdict("error"))
                     return None
-                self._workers[slot] = worker
             try:
                 worker.conn.send(payloads[done:])
                 while done < len(payloads):
@@ -249,6 +301,10 @@ class Verifier:
                 else:
                     retried = True
         return worker
+
+
+_TIMED_OUT: Future = Future()
+_TIMED_OUT.set_result(Verdict("timeout"))
 
 
 def _as_text(value: object) -> str:
