@@ -25,6 +25,7 @@ from evals.analysis import (
 )
 from evals.report import display_name
 from tops_plugin.jsonl import JsonlError
+from tops_plugin.cli_args import positive_float, positive_int
 from tops_plugin.round_judge import RoundJudge
 
 
@@ -33,12 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("source", help="a run directory (its samples.jsonl) or a samples JSONL file")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--gold-key", default="answer", help="field holding the gold answer (default: answer)")
-    parser.add_argument("--bins", type=int, default=8, help="token-length bins per benchmark (default: 8)")
+    parser.add_argument("--bins", type=positive_int, default=8, help="token-length bins per benchmark (default: 8)")
     parser.add_argument("--equations", choices=sorted(EQUATION_MODES), default="cued",
                         help="which '= N.' conclusions end a round besides boxed and phrased answers: those "
                         "led by a cue word like 'so' (cued, default), every one (all), or none")
-    parser.add_argument("--workers", type=int, default=None, help="checker worker processes")
-    parser.add_argument("--timeout", type=float, default=5.0, help="checker deadline per answer, seconds")
+    parser.add_argument("--workers", type=positive_int, default=None, help="checker worker processes")
+    parser.add_argument("--timeout", type=positive_float, default=5.0, help="checker deadline per answer, seconds")
     parser.add_argument("--tokenizer", default=None, help="tokenizer for rows without 'tokens' (default: Qwen2.5)")
     parser.add_argument("--no-plots", action="store_true")
     judge = parser.add_argument_group("language-model round judge")
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint (default: OpenAI)")
     judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
     judge.add_argument("--judge-cache", default=None, help="reply cache (default: OUT/judge_cache.jsonl)")
-    judge.add_argument("--judge-workers", type=int, default=4, help="concurrent judge requests")
+    judge.add_argument("--judge-workers", type=positive_int, default=4, help="concurrent judge requests")
     return parser
 
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.harness import DEFAULT_EFFORT, TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
 from evals.report import coverage_warnings
+from tops_plugin.cli_args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.progress import ProgressDisplay
 
@@ -51,17 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--benchmarks", default="gsm8k,math500,aime2024",
         help=f"comma-separated: {', '.join(BENCHMARKS)} or paths to JSONL problem files",
     )
-    parser.add_argument("--n-samples", type=int, default=None, help="samples per problem; sample i uses seed S+i (default 1)")
-    parser.add_argument("--temperature", type=float, default=None, help="default 1.0 (the paper's protocol)")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0, help="seed S of sample 0")
-    parser.add_argument("--max-tokens", type=int, default=16384, help="max new tokens per response")
+    parser.add_argument("--n-samples", type=positive_int, default=None, help="samples per problem; sample i uses seed S+i (default 1)")
+    parser.add_argument("--temperature", type=nonnegative_float, default=None, help="default 1.0 (the paper's protocol)")
+    parser.add_argument("--top-p", type=fraction, default=1.0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed S of sample 0")
+    parser.add_argument("--max-tokens", type=positive_int, default=16384, help="max new tokens per response")
     parser.add_argument(
         "--effort", type=_efforts, default=None,
         help="effort system prompt(s), comma-separated: low, medium, high, default (none). "
         "Responses mode: keep only these efforts",
     )
-    parser.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    parser.add_argument("--limit", type=positive_int, default=None, help="first N problems of each benchmark")
     parser.add_argument("--data-dir", default=None, help="directory with local copies (gsm8k_test.jsonl, math500.jsonl, aime2024.jsonl)")
     parser.add_argument("--responses", default=None, help="JSONL of responses to score (with --backend responses)")
     parser.add_argument("--out", required=True, help="run directory (reused to resume)")
@@ -71,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="what `tokens` counts: the whole response (default) or only the thought part of "
         "thought-and-summary models (Sky-T1 / STILL-2), as the paper counts them",
     )
-    parser.add_argument("--workers", type=int, default=None, help="checker processes (default: CPU count)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="checker deadline per response, seconds")
+    parser.add_argument("--workers", type=positive_int, default=None, help="checker processes (default: CPU count)")
+    parser.add_argument("--timeout", type=positive_float, default=5.0, help="checker deadline per response, seconds")
     parser.add_argument("--greedy", action="store_true", help="temperature 0, one sample per problem")
     parser.add_argument(
         "--backend-option", type=_option, action="append", default=[], metavar="KEY=VALUE",

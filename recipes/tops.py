@@ -21,6 +21,7 @@ from recipes.config import STAGE_NAMES, ConfigError, Recipe, load_config
 from recipes.manifest import Manifest, RunDirBusy, StageFailed, digest, execute, run_lock
 from recipes.stages import Hooks, StagePlan, plan_all
 from tops_plugin.progress import ProgressDisplay
+from tops_plugin.cli_args import input_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m recipes.tops",
         description="Run the Thinking-Optimal Scaling pipeline as resumable stages that launch OpenRLHF.",
     )
-    parser.add_argument("--config", required=True, type=Path, help="recipe YAML (see recipes/configs/)")
+    parser.add_argument("--config", required=True, type=input_file, help="recipe YAML (see recipes/configs/)")
     parser.add_argument("--stage", default="all",
                         help=f"'all' (the config's pipeline.stages) or comma-separated names: {', '.join(STAGE_NAMES)}")
     parser.add_argument("--dry-run", action="store_true",

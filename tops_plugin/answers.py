@@ -313,7 +313,14 @@ def normalize_answer(answer: str) -> str:
     return text.strip()
 
 
-_INT_RE = re.compile(r"-?\d+")
+_INT_RE = re.compile(r"[+-]?\d+")
+
+
+def _canonical_int(text: str) -> str:
+    """A plain integer's digits without sign '+' or leading zeros, by string: Python refuses int() on
+    strings over 4,300 digits, and a 5,000-digit answer is still an answer."""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    return "-" + digits if text.startswith("-") and digits != "0" else digits
 _NUMERIC_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
@@ -382,7 +389,8 @@ def judge(response: str, gold: str, truncated: bool = False) -> Verdict:
         if pred == gold_norm:
             return Verdict("correct", pred, found.source)
         if _INT_RE.fullmatch(pred) and _INT_RE.fullmatch(gold_norm):
-            return Verdict("correct" if int(pred) == int(gold_norm) else "wrong", pred, found.source)
+            same = _canonical_int(pred) == _canonical_int(gold_norm)
+            return Verdict("correct" if same else "wrong", pred, found.source)
         equal = _math_equal(gold_norm, pred)
         if equal is None:
             return Verdict("timeout", pred, found.source)

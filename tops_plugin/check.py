@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tops_plugin.answers import VERDICTS
+from tops_plugin.cli_args import input_file, output_file, positive_float, positive_int, same_file
 from tops_plugin.judging import gold_of, is_truncated, judge_key, judge_rows
 from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
 from tops_plugin.progress import ProgressDisplay
@@ -31,14 +32,18 @@ from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tops_plugin.check", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path, help="JSONL with a response and a gold answer per row")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="JSONL to write (rows + verdicts)")
+    parser.add_argument("input", type=input_file, help="JSONL with a response and a gold answer per row")
+    parser.add_argument("-o", "--output", type=output_file, required=True, help="JSONL to write (rows + verdicts)")
     parser.add_argument("--response-key", default="response")
     parser.add_argument("--gold-key", default="answer")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline per row, seconds")
+    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, help="deadline per row, seconds")
     parser.add_argument("--skip-bad", action="store_true", help="report and skip malformed rows instead of stopping")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    partial = args.output.with_name(args.output.name + ".partial")
+    if same_file(args.input, args.output) or same_file(args.input, partial):
+        parser.error(f"argument -o/--output: {args.output} is the input file; writing it would destroy the input")
+    return args
 
 
 def count_lines(path: Path) -> int:
@@ -155,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
                 truncated[row["verdict"] == "correct"] += row["truncated"]
                 progress.update("judging", sum(counts.values()), todo)
     except JsonlError as exc:
-        console.print(f"[red]error:[/] {exc}  (use --skip-bad to skip malformed rows; nothing was written to "
-                      f"{args.output})")
+        judged = count_lines(partial) if partial.exists() else 0
+        if partial.exists() and not judged:
+            partial.unlink()  # an empty resume file holds nothing worth keeping
+        kept = (f"; the {judged} rows judged before it are kept in {partial}, the resume file: rerun after "
+                f"fixing the line to go on from there (or delete it to start over)") if judged else ""
+        console.print(f"[red]error:[/] {exc}  (use --skip-bad to skip malformed rows); nothing was written to "
+                      f"{args.output}{kept}")
         return 2
     except KeyboardInterrupt:
         console.print(f"interrupted: rows judged so far are kept in {partial}; rerun the same command to resume")

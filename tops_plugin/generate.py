@@ -12,6 +12,7 @@ import sys
 from itertools import islice
 
 from tops_plugin.efforts import EFFORTS
+from tops_plugin.cli_args import fraction, input_file, nonnegative_float, nonnegative_int, output_file, positive_int, same_file
 from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
 from tops_plugin.jsonl import JsonlError, read_jsonl
 
@@ -33,30 +34,30 @@ def parse_efforts(text: str) -> list[str | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tops_plugin.generate", description=__doc__.splitlines()[0])
-    p.add_argument("problems", help="problems JSONL ({id, problem, answer, ...} per line)")
-    p.add_argument("-o", "--out", required=True, help="generation JSONL (appended to; reruns resume)")
+    p.add_argument("problems", type=input_file, help="problems JSONL ({id, problem, answer, ...} per line)")
+    p.add_argument("-o", "--out", required=True, type=output_file, help="generation JSONL (appended to; reruns resume)")
     p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf")
     p.add_argument("--model", default="smollm2-135m", help="path, hub id, alias (smollm2-135m) or API model")
     p.add_argument("--efforts", type=parse_efforts, default=[None], help="comma list of low,medium,high,none (default: none)")
-    p.add_argument("--n-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=16384)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-samples", type=positive_int, default=1)
+    p.add_argument("--temperature", type=nonnegative_float, default=1.0)
+    p.add_argument("--top-p", type=fraction, default=1.0)
+    p.add_argument("--max-tokens", type=positive_int, default=16384)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N problems")
     hf = p.add_argument_group("hf backend")
-    hf.add_argument("--batch-size", type=int, default=16)
+    hf.add_argument("--batch-size", type=positive_int, default=16)
     hf.add_argument("--device", default=None)
     vl = p.add_argument_group("vllm backend")
-    vl.add_argument("--tensor-parallel-size", type=int, default=1)
-    vl.add_argument("--data-parallel-size", type=int, default=1, help="engines (Ray actors); 0 = all GPUs")
-    vl.add_argument("--gpu-memory-utilization", type=float, default=None)
-    vl.add_argument("--max-model-len", type=int, default=None)
+    vl.add_argument("--tensor-parallel-size", type=positive_int, default=1)
+    vl.add_argument("--data-parallel-size", type=nonnegative_int, default=1, help="engines (Ray actors); 0 = all GPUs")
+    vl.add_argument("--gpu-memory-utilization", type=fraction, default=None)
+    vl.add_argument("--max-model-len", type=positive_int, default=None)
     api = p.add_argument_group("openai backend")
     api.add_argument("--base-url", default=None, help="endpoint (default: $OPENAI_BASE_URL or OpenAI)")
     api.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
-    api.add_argument("--concurrency", type=int, default=8)
+    api.add_argument("--concurrency", type=positive_int, default=8)
     api.add_argument("--reasoning-effort", default=None, help="passed through as reasoning_effort")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -85,7 +86,10 @@ def backend_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if same_file(args.problems, args.out):
+        parser.error(f"argument -o/--out: {args.out} is the problems file; appending to it would corrupt it")
     from rich.console import Console
     from rich.logging import RichHandler
 

@@ -24,6 +24,7 @@ from typing import IO, Any
 import orjson
 
 __all__ = [
+    "MAX_LINE_BYTES",
     "JsonlError",
     "append_jsonl",
     "atomic_writer",
@@ -36,6 +37,9 @@ __all__ = [
     "write_jsonl",
 ]
 
+
+#: Longest line read (bytes): a 32k-token response is ~150 KB; a longer line is a broken or hostile file.
+MAX_LINE_BYTES = 64 * 2**20
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -71,13 +75,17 @@ def read_jsonl(
     require: Iterable[str] = (),
     skip_bad: bool = False,
     errors: list[JsonlError] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[dict]:
     """Yield each object of a JSONL file, streaming.
 
     Blank lines are ignored. A line that is not a JSON object, or lacks a key in `require`, raises
-    `JsonlError` -- or, with `skip_bad`, is appended to `errors` (when given) and skipped.
+    `JsonlError` -- or, with `skip_bad`, is appended to `errors` (when given) and skipped. So is a line
+    longer than `max_line_bytes`, which is never held in memory whole.
     """
-    for _, row in read_jsonl_numbered(path, require=require, skip_bad=skip_bad, errors=errors):
+    for _, row in read_jsonl_numbered(
+        path, require=require, skip_bad=skip_bad, errors=errors, max_line_bytes=max_line_bytes
+    ):
         yield row
 
 
@@ -87,12 +95,20 @@ def read_jsonl_numbered(
     require: Iterable[str] = (),
     skip_bad: bool = False,
     errors: list[JsonlError] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[tuple[int, dict]]:
     """`read_jsonl` yielding (1-based line, row): for callers that check rows further and must name the
     line of a bad one."""
     required = tuple(require)
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in _numbered_lines(handle, max_line_bytes):
+            if raw is None:
+                problem = JsonlError(path, number, f"line longer than {max_line_bytes:,} bytes")
+                if not skip_bad:
+                    raise problem
+                if errors is not None:
+                    errors.append(problem)
+                continue
             if not raw.strip():
                 continue
             try:
@@ -112,6 +128,19 @@ def read_jsonl_numbered(
                 raise problem
             if errors is not None:
                 errors.append(problem)
+
+
+def _numbered_lines(handle: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based number, line) pairs; None in place of a line longer than `limit`, which is skipped unread."""
+    number = 0
+    while raw := handle.readline(limit + 1):
+        number += 1
+        if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
+            while raw and not raw.endswith(b"\n"):
+                raw = handle.readline(1 << 20)
+            yield number, None
+        else:
+            yield number, raw
 
 
 def sha256_file(path: str | os.PathLike) -> str:

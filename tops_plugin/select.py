@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tops_plugin.efforts import EFFORTS
+from tops_plugin.cli_args import input_file, nonnegative_int, output_file, positive_float, positive_int, same_file
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset
 from tops_plugin.progress import ProgressDisplay
@@ -31,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tops_plugin.select",
         description="Select training data from judged responses (TOPS) and write OpenRLHF datasets.",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.jsonl", help="generation records with verdicts")
+    parser.add_argument("inputs", nargs="+", type=input_file, metavar="IN.jsonl", help="generation records with verdicts")
     parser.add_argument("--mode", required=True, choices=MODES)
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.jsonl")
+    parser.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.jsonl")
     parser.add_argument("--curation-tokenizer", "--tokenizer", dest="curation_tokenizer", metavar="PATH",
                         help="rank responses and measure seed gaps in this tokenizer's tokens (the model being "
                         "trained; path or hub name); default Qwen2.5. Reported figures stay in Qwen2.5 tokens")
@@ -45,21 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chat-tokenizer", metavar="PATH",
                         help="with --max-len: the trained model's tokenizer and chat template (folder or hub "
                         "name); default: Qwen2.5 tokens with ChatML as a stand-in, named in the meta file")
-    parser.add_argument("--seed", type=int, default=0, help="random mode: the selection seed (default 0)")
-    parser.add_argument("--min-gap", type=int, default=300, help="seed mode: minimum token gap between "
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="random mode: the selection seed (default 0)")
+    parser.add_argument("--min-gap", type=nonnegative_int, default=300, help="seed mode: minimum token gap between "
                         "low/medium and medium/high (default 300)")
     parser.add_argument("--rejected-verdicts", default="wrong",
                         help=f"iter-dpo: comma-separated verdicts usable as rejected, from {','.join(VERDICT_CHOICES)} "
                         "(default: wrong)")
     parser.add_argument("--keep-effort-prompt", action="store_true",
                         help="keep the effort system prompt in the training prompt (not for seed mode)")
-    parser.add_argument("--add-seed", type=Path, metavar="SEED.jsonl",
+    parser.add_argument("--add-seed", type=input_file, metavar="SEED.jsonl",
                         help="shortest/random: append the low-effort rows of a curated seed file (seed mode "
                         "output), without their effort prompt, as in the paper")
     judge = parser.add_argument_group("judging rows without verdicts")
     judge.add_argument("--judge", action="store_true", help="judge rows lacking verdict fields on the fly")
-    judge.add_argument("--workers", type=int, default=None, help="verifier worker processes")
-    judge.add_argument("--timeout", type=float, default=5.0, help="seconds per verification (default 5)")
+    judge.add_argument("--workers", type=positive_int, default=None, help="verifier worker processes")
+    judge.add_argument("--timeout", type=positive_float, default=5.0, help="seconds per verification (default 5)")
     return parser
 
 
@@ -74,7 +75,11 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for path in [*args.inputs, *([args.add_seed] if args.add_seed else [])]:
+        if same_file(path, args.output):
+            parser.error(f"argument -o/--output: {args.output} is an input file; writing it would destroy it")
     console = Console(stderr=True)
     try:
         verdicts = frozenset(v.strip() for v in args.rejected_verdicts.split(",") if v.strip())

@@ -41,6 +41,7 @@ from prometheus_client import (
 )
 
 from tops_plugin.answers import VERDICTS
+from tops_plugin.cli_args import input_file, port, positive_float, positive_int
 from tops_plugin.jsonl import loads
 from tops_plugin.reward import Scorer
 
@@ -271,30 +272,35 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m tops_plugin.server", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port (printed)")
-    parser.add_argument("--workers", type=int, default=None, help="verifier processes (per actor with --ray; default: 2 per core)")
-    parser.add_argument("--timeout", type=float, default=None, help="hard deadline per item, seconds")
+    parser.add_argument("--port", type=port, default=5000, help="0 picks a free port (printed)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="verifier processes (per actor with --ray; default: 2 per core)")
+    parser.add_argument("--timeout", type=positive_float, default=None, help="hard deadline per item, seconds")
     parser.add_argument(
         "--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}); required off loopback"
     )
-    parser.add_argument("--max-body-bytes", type=int, default=ServerSettings.max_body_bytes)
+    parser.add_argument("--max-body-bytes", type=positive_int, default=ServerSettings.max_body_bytes)
     parser.add_argument(
-        "--max-queue", type=int, default=ServerSettings.max_queue, help="items in flight before 503"
+        "--max-queue", type=positive_int, default=ServerSettings.max_queue, help="items in flight before 503"
     )
-    parser.add_argument("--threads", type=int, default=ServerSettings.threads)
-    parser.add_argument("--config", default=None, help="reward config YAML (default: $TOPS_REWARD_CONFIG)")
+    parser.add_argument("--threads", type=positive_int, default=ServerSettings.threads)
+    parser.add_argument(
+        "--config", type=input_file, default=None, help="reward config YAML (default: $TOPS_REWARD_CONFIG)"
+    )
     parser.add_argument(
         "--ray", action="store_true", help="judge on Ray actors (RAY_ADDRESS or a local instance)"
     )
     parser.add_argument(
-        "--ray-actors", type=int, default=None, help="Ray actors (default: one per alive node)"
+        "--ray-actors", type=positive_int, default=None, help="Ray actors (default: one per alive node)"
     )
     args = parser.parse_args(argv)
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(args.host) and not token:
         parser.error(f"--host {args.host} is reachable from other machines: give --token or set {TOKEN_ENV}")
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except (OSError, ValueError) as exc:
+        parser.error(f"reward config: {exc}")
     # Default: two verifier processes per core. A stuck item spins in C code until its deadline; with
     # spare processes the items queued behind it start at once (measured: p99 3.1 s instead of 4.1 s at a
     # 3 s deadline, 1% hostile items, 32 clients on 2 cores; benchmarks/reward_server.py).
