@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -161,7 +162,7 @@ class GatedChecker:
     def __init__(self):
         self.release, self.entered = threading.Event(), threading.Event()
 
-    def check_many(self, pairs, window=None, chunk=1):
+    def check_many(self, pairs, window=None, chunk=1, budget=None):
         pairs = list(pairs)
         self.entered.set()
         self.release.wait(10)
@@ -312,3 +313,135 @@ def test_non_loopback_host_without_token_refuses_to_start():
         env={k: v for k, v in os.environ.items() if k != "TOPS_REWARD_TOKEN"},
     )
     assert out.returncode == 2 and "--token" in out.stderr
+
+
+# ------------------------------------------------------------------------- fairness and hardening
+
+
+def test_one_item_request_is_not_starved_by_another_clients_hostile_batch(verifier):
+    app = make_app(Scorer(RewardConfig(timeout=TIMEOUT_S), verifier))
+
+    async def run(client):
+        hostile = asyncio.create_task(client.post("/get_reward", json=payload(*[HOSTILE] * 16)))
+        await asyncio.sleep(0.3)  # the hostile batch is queued and both workers are stuck on it
+        started = time.monotonic()
+        resp = await client.post("/get_reward", json=payload("\\boxed{42}"))
+        small = (time.monotonic() - started, resp.status, await resp.json())
+        big = await (await hostile).json()
+        return small, big
+
+    (elapsed, status, data), big = run_with_client(app, run)
+    assert status == 200 and data["verdicts"] == ["correct"] and data["rewards"] == [1.0]
+    assert elapsed <= TIMEOUT_S + 1.0, f"a 1-item request waited {elapsed:.1f}s behind another client's batch"
+    assert big["verdicts"] == ["timeout"] * 16
+
+
+def test_request_budget_bounds_a_whole_request(verifier):
+    app = make_app(Scorer(RewardConfig(timeout=TIMEOUT_S), verifier), ServerSettings(request_budget_s=1.0))
+
+    async def run(client):
+        started = time.monotonic()
+        resp = await client.post("/get_reward", json=payload(*[HOSTILE] * 8))
+        return time.monotonic() - started, await resp.json()
+
+    elapsed, data = run_with_client(app, run)
+    assert data["verdicts"] == ["timeout"] * 8 and data["extra_logs"]["timeouts"] == 8
+    assert elapsed <= 1.0 + TIMEOUT_S + 1.0  # the budget, plus the deadline of items already started
+
+
+async def raw_exchange(host: str, port: int, data: bytes, *, close_after_send: bool = False) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(data)
+    await writer.drain()
+    if close_after_send:
+        writer.close()
+        return b""
+    answer = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), 10):
+            answer += chunk
+            if b"\r\n\r\n" in answer and b"Connection: close" not in answer:
+                break  # a kept-alive answer: its head is enough here
+    except asyncio.TimeoutError:
+        pass
+    writer.close()
+    return answer
+
+
+def test_authorization_header_that_is_not_utf8_is_401(verifier):
+    app = make_app(Scorer(RewardConfig(), verifier), ServerSettings(token="s3cret"))
+
+    async def run(client):
+        return await raw_exchange(
+            client.host, client.port,
+            b"POST /get_reward HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3(\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+
+    answer = run_with_client(app, run)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+@contextlib.asynccontextmanager
+async def serving(app, settings: ServerSettings):
+    """`serve` (the command's own listener and limits) on a free port; yields (host, port)."""
+    from tops_plugin.server import serve
+
+    urls: list[str] = []
+    server = asyncio.create_task(serve(app, "127.0.0.1", 0, settings=settings, ready=urls.append))
+    while not urls:
+        await asyncio.sleep(0.01)
+    host, port = urls[0].removeprefix("http://").split(":")
+    try:
+        yield host, int(port)
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+
+
+def test_client_that_leaves_mid_body_is_a_client_abort_and_a_stalled_body_408(verifier):
+    settings = ServerSettings(body_timeout_s=0.5)
+    app = make_app(Scorer(RewardConfig(), verifier), settings)
+    head = b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    async def run():
+        async with serving(app, settings) as (host, port):
+            for _ in range(3):
+                await raw_exchange(host, port, head + b'{"query": [', close_after_send=True)
+            started = time.monotonic()
+            stalled = await raw_exchange(host, port, head + b'{"query": [')
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(0.2)
+            return stalled, elapsed, (await raw_exchange(host, port, metrics)).decode()
+
+    stalled, elapsed, text = asyncio.run(run())
+    assert stalled.startswith(b"HTTP/1.1 408"), stalled[:200]
+    assert elapsed < 5.0  # answered and closed, not kept reading a stalled body
+    assert 'tops_reward_client_aborts_total{reason="disconnected"} 3.0' in text
+    assert 'tops_reward_client_aborts_total{reason="slow_body"} 1.0' in text
+    assert 'status="500"' not in text
+
+
+def test_slow_headers_are_cut_and_connections_are_bounded(verifier):
+    settings = ServerSettings(header_timeout_s=0.5, max_connections=3)
+    app = make_app(Scorer(RewardConfig(), verifier), settings)
+
+    async def run():
+        async with serving(app, settings) as (host, port):
+            slow = [await asyncio.open_connection(host, port) for _ in range(3)]
+            for _, writer in slow:
+                writer.write(b"POST /get_reward HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            await asyncio.sleep(0.1)
+            refused = await raw_exchange(host, port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            started = time.monotonic()
+            cut = [await asyncio.wait_for(reader.read(), 5) for reader, _ in slow]
+            cut_after = time.monotonic() - started
+            healthy = await raw_exchange(host, port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return refused, cut, cut_after, healthy
+
+    refused, cut, cut_after, healthy = asyncio.run(run())
+    assert refused.startswith(b"HTTP/1.1 503") and b"Retry-After" in refused
+    assert cut_after < 3.0 and all(not answer.startswith(b"HTTP/1.1 2") for answer in cut)
+    assert healthy.startswith(b"HTTP/1.1 200")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -84,10 +85,11 @@ class RayVerifier:
         with self._lock:
             return next(self._next)
 
-    def _get(self, ref: Any, size: int) -> list[Verdict]:
+    def _get(self, ref: Any, size: int, ends: float | None = None) -> list[Verdict]:
         ray = self._ray
+        limit = self._call_limit if ends is None else max(0.0, min(self._call_limit, ends - time.monotonic()))
         try:
-            result = ray.get(ref, timeout=self._call_limit)
+            result = ray.get(ref, timeout=limit)
         except ray.exceptions.GetTimeoutError:
             ray.cancel(ref, force=False)
             return [Verdict("timeout")] * size
@@ -100,20 +102,26 @@ class RayVerifier:
         return self._get(self._actor().check.remote(response, gold), 1)[0]
 
     def check_many(
-        self, pairs: Iterable[tuple[str, str]], window: int | None = None, chunk: int | None = None
+        self,
+        pairs: Iterable[tuple[str, str]],
+        window: int | None = None,
+        chunk: int | None = None,
+        budget: float | None = None,
     ) -> Iterator[Verdict]:
         """Verdicts in input order, streaming; batches (`chunk` items, default the configured batch) go
         round-robin to the actors, at most `window` items (default: enough to fill every actor) in flight.
-        Within an actor each item is judged on its own (its local pool gets ``chunk=1``)."""
+        Within an actor each item is judged on its own (its local pool gets ``chunk=1``). With a `budget`
+        (seconds for the whole call), batches not answered by then are ``timeout``."""
         size = chunk or self._batch
         limit = max(window or self._window, size)
+        ends = time.monotonic() + budget if budget is not None else None
         pending: deque[tuple[Any, int]] = deque()
         for batch in _chunks(pairs, size):
             pending.append((self._actor().check_many.remote(batch), len(batch)))
             while len(pending) * size >= limit:
-                yield from self._get(*pending.popleft())
+                yield from self._get(*pending.popleft(), ends)
         while pending:
-            yield from self._get(*pending.popleft())
+            yield from self._get(*pending.popleft(), ends)
 
     def close(self) -> None:
         """Stop the actors' pools and the actors (and Ray, when this object started it)."""

@@ -258,7 +258,11 @@ class Checker(Protocol):
     """What a scorer needs from a verifier (local `Verifier` or `RayVerifier`)."""
 
     def check_many(
-        self, pairs: Sequence[tuple[str, str]], window: int | None = None, chunk: int = 1
+        self,
+        pairs: Sequence[tuple[str, str]],
+        window: int | None = None,
+        chunk: int = 1,
+        budget: float | None = None,
     ) -> Iterable[Verdict]: ...
 
 
@@ -281,10 +285,17 @@ class Scorer:
         self.verifier = verifier
         self._count_tokens = count_tokens
 
-    def score(self, queries: Sequence[str], prompts: Sequence[str] | None, labels: Sequence[Any]) -> dict:
+    def score(
+        self,
+        queries: Sequence[str],
+        prompts: Sequence[str] | None,
+        labels: Sequence[Any],
+        budget: float | None = None,
+    ) -> dict:
         """``{"rewards": [float], "scores": [float], "verdicts": [str], "extra_logs": {key: count}}``.
 
-        Never raises: a sample that cannot be judged gets reward 0 and is counted under ``errors``.
+        Never raises: a sample that cannot be judged gets reward 0 and is counted under ``errors``. With a
+        `budget` (seconds for the whole call), samples not started by then are ``timeout``.
         """
         n = len(queries) if isinstance(queries, Sequence) and not isinstance(queries, str) else 0
         verdicts: list[Verdict] = [Verdict("error")] * n
@@ -309,7 +320,8 @@ class Scorer:
             if todo:
                 pairs = [(texts[i], parsed[i].answer) for i in todo]
                 # The whole batch in flight at once: a hostile item holds up only its own worker.
-                for i, verdict in zip(todo, self.verifier.check_many(pairs, window=len(pairs), chunk=1)):
+                verdicts_in_order = self.verifier.check_many(pairs, window=len(pairs), chunk=1, budget=budget)
+                for i, verdict in zip(todo, verdicts_in_order):
                     verdicts[i] = verdict
         except Exception:
             pass  # what was judged stands; the rest stays "error"

@@ -23,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import math
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionError, web
+from aiohttp.streams import EofStream
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -60,10 +63,20 @@ class ServerSettings:
     threads: int = 64  # threads feeding the verifier (each blocks on one request)
     retry_after_s: int = 1
     deadline_s: float = 5.0  # per-item verifier deadline (for the latency buckets and Retry-After)
+    request_budget_s: float = 120.0  # whole request; items not started by then are `timeout`
+    header_timeout_s: float = 15.0  # to send a request's headers (also the idle keep-alive limit)
+    body_timeout_s: float = 60.0  # to send a request's body once its headers are in
+    max_connections: int = 2048  # open connections; more are answered 503 and closed at once
 
     def __post_init__(self) -> None:
-        if self.max_body_bytes <= 0 or self.max_queue <= 0 or self.threads <= 0:
-            raise ValueError("max_body_bytes, max_queue and threads must be positive")
+        for name in ("max_body_bytes", "max_queue", "threads", "retry_after_s", "max_connections"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("deadline_s", "request_budget_s", "header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +115,12 @@ class _Metrics:
         )
         self.queue = Gauge(
             "tops_reward_queue_items", "Items admitted and not yet answered.", registry=self.registry
+        )
+        self.client_aborts = Counter(
+            "tops_reward_client_aborts",
+            "Requests whose client went away or stalled before sending the whole body (not server errors).",
+            ["reason"],
+            registry=self.registry,
         )
         for verdict in VERDICTS:
             self.verdicts.labels(verdict)
@@ -145,6 +164,8 @@ def make_app(
                 response = _error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
             else:
                 response = await handler(request)
+        except _ClientGone:  # nobody is left to read an answer; counted as a client abort, not a status
+            return _error(400, "client disconnected")
         except web.HTTPException as exc:
             response = _error(exc.status, exc.reason)
         except Exception as exc:  # never a bare 500 page: say what failed
@@ -163,9 +184,17 @@ def make_app(
                 413, f"body of {request.content_length} bytes exceeds the limit of {settings.max_body_bytes}"
             )
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), settings.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body exceeds the limit of {settings.max_body_bytes} bytes")
+        except asyncio.TimeoutError:
+            metrics.client_aborts.labels("slow_body").inc()
+            response = _error(408, f"body not received within {settings.body_timeout_s:g}s")
+            response.force_close()  # do not linger reading the rest of a stalled body
+            return response
+        except (ConnectionError, ClientConnectionError, asyncio.IncompleteReadError, EofStream):
+            metrics.client_aborts.labels("disconnected").inc()
+            raise _ClientGone from None
         try:
             queries, prompts, labels = _validate(loads(body))
         except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting
@@ -179,7 +208,7 @@ def make_app(
         metrics.queue.set(state["in_flight"])
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                pool, scorer.score, queries, prompts, labels
+                pool, partial(scorer.score, queries, prompts, labels, budget=settings.request_budget_s)
             )
         finally:
             state["in_flight"] -= n
@@ -227,10 +256,15 @@ def make_app(
 _PATHS = frozenset({"/get_reward", "/health", "/metrics"})
 
 
+class _ClientGone(Exception):
+    """The client disconnected mid-request: there is no one to answer."""
+
+
 def _authorized(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     given = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token", "")
-    return hmac.compare_digest(given.encode(), token.encode())
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: encode them back, never raise.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
 
 
 async def serve(
@@ -239,28 +273,63 @@ async def serve(
     port: int,
     *,
     shutdown_timeout: float = 60.0,
+    settings: ServerSettings = ServerSettings(),
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve `app` until SIGTERM/SIGINT, then finish in-flight requests (up to `shutdown_timeout`) and clean up.
 
-    `ready` receives the base URL once listening (with the real port when `port` is 0).
+    Before any request is authenticated, a connection gets `settings.header_timeout_s` to send its headers
+    (aiohttp's keep-alive timer, which also closes idle connections), and at most
+    `settings.max_connections` are open at once: more are answered 503 and closed. `ready` receives the base
+    URL once listening (with the real port when `port` is 0).
     """
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, access_log=None)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        access_log=None,
+        keepalive_timeout=settings.header_timeout_s,
+        lingering_time=1.0,  # after an early answer (408, 413), drain the rest of a body for 1 s, not 10
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    listener = None
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0]
+        handlers = runner.server
+
+        def connection() -> asyncio.Protocol:
+            if len(handlers.connections) >= settings.max_connections:
+                return _Refuse(settings.retry_after_s)
+            return handlers()
+
+        listener = await loop.create_server(connection, host, port, reuse_address=True)
+        bound = listener.sockets[0].getsockname()
         if ready is not None:
             name = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             ready(f"http://{name}:{bound[1]}")
         await stop.wait()
     finally:
+        if listener is not None:
+            listener.close()  # stop accepting; requests in flight finish in cleanup
         await runner.cleanup()
+
+
+class _Refuse(asyncio.Protocol):
+    """Answers a connection over the limit with 503 and closes it, before reading anything."""
+
+    def __init__(self, retry_after_s: int):
+        body = b'{"error": "too many connections, retry later"}'
+        self.reply = (
+            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Retry-After: {retry_after_s}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.reply)  # type: ignore[attr-defined]
+        transport.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,6 +352,22 @@ def main(argv: list[str] | None = None) -> None:
         "--max-queue", type=positive_int, default=ServerSettings.max_queue, help="items in flight before 503"
     )
     parser.add_argument("--threads", type=positive_int, default=ServerSettings.threads)
+    parser.add_argument(
+        "--request-budget", type=positive_float, default=ServerSettings.request_budget_s,
+        help="seconds for a whole request; items not started by then are 'timeout' (default %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout", type=positive_float, default=ServerSettings.header_timeout_s,
+        help="seconds a connection has to send a request's headers; also the idle keep-alive limit",
+    )
+    parser.add_argument(
+        "--body-timeout", type=positive_float, default=ServerSettings.body_timeout_s,
+        help="seconds to send a request's body once its headers are in (else 408)",
+    )
+    parser.add_argument(
+        "--max-connections", type=positive_int, default=ServerSettings.max_connections,
+        help="open connections before new ones get 503 (size to the rollout concurrency)",
+    )
     parser.add_argument(
         "--config", type=input_file, default=None, help="reward config YAML (default: $TOPS_REWARD_CONFIG)"
     )
@@ -323,7 +408,12 @@ def main(argv: list[str] | None = None) -> None:
         max_queue=args.max_queue,
         threads=args.threads,
         deadline_s=timeout,
+        request_budget_s=args.request_budget,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections,
     )
+    _raise_open_file_limit(settings.max_connections + 4 * workers + 64)
     app = make_app(scorer, settings, close=verifier.close)
     asyncio.run(
         serve(
@@ -331,11 +421,25 @@ def main(argv: list[str] | None = None) -> None:
             args.host,
             args.port,
             shutdown_timeout=max(60.0, 4 * timeout),
+            settings=settings,
             ready=lambda url: print(
                 f"reward server ({config.mode}) listening on {url}/get_reward", flush=True
             ),
         )
     )
+
+
+def _raise_open_file_limit(wanted: int) -> None:
+    """Lift the soft limit on open files towards `wanted` (each connection and worker pipe is one)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 if __name__ == "__main__":

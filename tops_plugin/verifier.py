@@ -27,7 +27,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from tops_plugin.answers import Verdict
@@ -199,6 +199,8 @@ class Verifier:
             for other in (future, *pending):
                 other.cancel()  # refused by a future a worker is judging: that one keeps its deadline
             return Verdict("timeout") if future.cancelled() else future.result()
+        except CancelledError:  # cancelled above, when the budget ran out on an earlier item
+            return Verdict("timeout")
 
     @property
     def worker_pids(self) -> list[int]:
