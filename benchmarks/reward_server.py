@@ -9,9 +9,18 @@ nesting) that only the verifier's hard deadline stops. Measured in one run:
   errors, lost/duplicated items, verdicts that differ from the raw run; a verifier worker is killed with
   SIGKILL half-way, and the server must keep answering.
 
-Targets: no lost or duplicated item, p99 <= deadline + 1 s, server items/s >= 0.8 x raw items/s.
+* fairness: while one client keeps sending batches of 16 hostile items, `--small-clients` other clients
+  send 1-item ordinary requests for `--fair-seconds`; p50/p99/max of those small requests.
+
+Targets: no lost or duplicated item, p99 <= deadline + 1 s, server items/s >= 0.8 x raw items/s, and
+small requests beside hostile batches p99 <= deadline + 1 s.
 
     python benchmarks/reward_server.py [--items 1200] [--clients 32] [--workers 2*cores] [--timeout 3]
+
+Before/after a change to the server: the script drives the `tops_plugin` of the current directory, so for
+the "before" figures run this file from a checkout of the older commit:
+
+    cd OLD_CHECKOUT && PYTHONPATH=. python /path/to/this/benchmarks/reward_server.py
 """
 
 from __future__ import annotations
@@ -105,15 +114,60 @@ def start_server(workers: int, timeout: float, max_queue: int) -> tuple[subproce
 
 
 def kill_one_worker(server: subprocess.Popen) -> int | None:
-    """SIGKILL one verifier worker: a child of the server's multiprocessing fork server."""
+    """SIGKILL one verifier worker: a grandchild of the server (a child of the fork server that starts them)."""
     for child in psutil.Process(server.pid).children(recursive=True):
         try:
-            if child.parent().pid != server.pid and "forkserver" in " ".join(child.parent().cmdline()):
+            if child.parent().pid != server.pid:
                 os.kill(child.pid, signal.SIGKILL)
                 return child.pid
         except (psutil.Error, ProcessLookupError):
             continue
     return None
+
+
+async def fairness(url: str, items: list[dict], small_clients: int, seconds: float, batch: int = 16) -> dict:
+    """Latency of 1-item requests while another client keeps `batch` hostile items in flight."""
+    ordinary = [item for item in items if not item["hostile"]]
+    prompt = items[0]["prompt"]
+    hostile_body = {
+        "query": [prompt + HOSTILE[i % len(HOSTILE)] + "<|im_end|>" for i in range(batch)],
+        "prompts": [prompt] * batch,
+        "labels": ["5"] * batch,
+    }
+    small, batches, errors = [], [], []
+    ends = time.perf_counter() + seconds
+
+    async def hostile_client(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < ends:
+            started = time.perf_counter()
+            async with session.post(url, json=hostile_body) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors.append(f"hostile batch: {resp.status}")
+                    await asyncio.sleep(1)
+                    continue
+            batches.append(time.perf_counter() - started)
+
+    async def small_client(session: aiohttp.ClientSession, offset: int) -> None:
+        await asyncio.sleep(0.5)  # the hostile batch goes first
+        n = offset
+        while time.perf_counter() < ends:
+            item = ordinary[n % len(ordinary)]
+            n += small_clients
+            body = {"query": [item["query"]], "prompts": [item["prompt"]], "labels": [item["label"]]}
+            started = time.perf_counter()
+            async with session.post(url, json=body) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors.append(f"small request: {resp.status}")
+                    continue
+            small.append(time.perf_counter() - started)
+            await asyncio.sleep(0.2)  # a rollout worker between samples
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(hostile_client(session), *(small_client(session, k) for k in range(small_clients)))
+    return {"small": sorted(small), "batches": batches, "errors": errors}
 
 
 async def load(url: str, items: list[dict], clients: int, server: subprocess.Popen) -> dict:
@@ -189,6 +243,8 @@ def main() -> None:
     parser.add_argument("--hostile-rate", type=float, default=0.01)
     parser.add_argument("--max-queue", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--small-clients", type=int, default=4, help="fairness phase: 1-item clients")
+    parser.add_argument("--fair-seconds", type=float, default=30.0, help="fairness phase: duration")
     args = parser.parse_args()
 
     items = build_items(args.items, args.hostile_rate, args.seed)
@@ -203,6 +259,7 @@ def main() -> None:
     try:
         asyncio.run(_warm(url, items[:8]))
         result = asyncio.run(load(url, items, args.clients, server))
+        fair = asyncio.run(fairness(url, items, args.small_clients, args.fair_seconds))
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(60)
@@ -237,6 +294,14 @@ def main() -> None:
     )
     for message in result["errors"][:5]:
         print("  error:", message)
+    fair_small = fair["small"] or [float("inf")]
+    fair_p99 = fair_small[min(len(fair_small) - 1, int(0.99 * len(fair_small)))]
+    print(
+        f"fairness: {len(fair['small'])} 1-item requests beside {len(fair['batches'])} hostile batches of 16 "
+        f"(each {statistics.median(fair['batches']) if fair['batches'] else float('nan'):.1f}s): "
+        f"p50 {statistics.median(fair_small) * 1000:.0f} ms, p99 {fair_p99 * 1000:.0f} ms, "
+        f"max {fair_small[-1] * 1000:.0f} ms; errors {len(fair['errors'])}"
+    )
     checks = {
         "no lost or duplicated item": not lost and not duplicated,
         f"p99 <= deadline + 1 s ({args.timeout + 1:.1f}s)": p99 <= args.timeout + 1,
@@ -244,6 +309,8 @@ def main() -> None:
         "serves after SIGKILL of a worker": bool(result["killed"] and result["killed"][0])
         and result["after_ok"] == result["after_n"],
         "no errors": not result["errors"],
+        f"1-item requests beside hostile batches: p99 <= deadline + 1 s ({args.timeout + 1:.1f}s)": fair_p99
+        <= args.timeout + 1,
     }
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")

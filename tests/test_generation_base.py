@@ -236,3 +236,26 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     final = keys(out)
     assert len(final) == len(set(final)) == 24
     assert summary.records + summary.skipped == 24 and summary.skipped >= 3
+
+
+def test_a_problem_that_cannot_be_encoded_is_skipped_by_id_and_the_rest_generate(tmp_path):
+    rows = problems(3)
+    rows[1]["problem"] = "What is \ud800 + 1?"  # a lone surrogate, as json.loads gives for "\ud800"
+    rows.append({"id": ["not", "an", "id"], "problem": "x"})
+    summary = generate_to_file(StandInBackend(), requests_for(rows, efforts=("low",), n_samples=1), tmp_path / "g.jsonl")
+    assert sorted(r["id"] for r in read_jsonl(tmp_path / "g.jsonl")) == ["p0", "p2"]
+    reasons = dict(summary.bad)
+    assert "lone surrogate" in reasons["p1"] and "string or an integer" in reasons[None]
+
+
+def test_generate_command_refuses_duplicate_ids_naming_both_lines(tmp_path, capsys):
+    from tops_plugin.generate import main
+
+    source = tmp_path / "problems.jsonl"
+    rows = problems(3) + [{"id": "p1", "problem": "another problem"}]
+    source.write_text("".join(__import__("json").dumps(row) + "\n" for row in rows))
+    out = tmp_path / "gens.jsonl"
+    assert main([str(source), "-o", str(out), "--backend", "openai", "--model", "m"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "problems.jsonl:4: problem id 'p1' already used on line 2" in err and "nothing was generated" in err
+    assert not out.exists()

@@ -14,7 +14,7 @@ from itertools import islice
 from tops_plugin.efforts import EFFORTS
 from tops_plugin.cli_args import fraction, input_file, nonnegative_float, nonnegative_int, output_file, positive_int, same_file
 from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
-from tops_plugin.jsonl import JsonlError, read_jsonl
+from tops_plugin.jsonl import JsonlError, read_jsonl_numbered
 
 NO_EFFORT = ("none", "default")
 
@@ -103,9 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed, stop=tuple(args.stop)
     )
     read_errors: list[JsonlError] = []
-    problems = list(islice(read_jsonl(args.problems, skip_bad=True, errors=read_errors), args.limit))
+    numbered = list(islice(read_jsonl_numbered(args.problems, skip_bad=True, errors=read_errors), args.limit))
     for err in read_errors:
         console.print(f"[yellow]skipped unreadable line {err}")
+    duplicates = duplicate_ids(numbered)
+    if duplicates:
+        for pid, first, again in duplicates[:10]:
+            console.print(f"[red]error:[/] {args.problems}:{again}: problem id {pid!r} already used on line {first}")
+        console.print(f"[red]error:[/] {len(duplicates)} duplicate problem id(s) in {args.problems}: every id must "
+                      "name one problem (records are keyed by id); nothing was generated")
+        return 2
+    problems = [row for _, row in numbered]
     requests = [
         GenerationRequest(row, effort, args.n_samples, sampling) for row in problems for effort in args.efforts
     ]
@@ -116,6 +124,23 @@ def main(argv: list[str] | None = None) -> int:
         backend.close()
     print_summary(summary, console)
     return 0 if summary.complete and not summary.bad else 1
+
+
+def duplicate_ids(numbered: list[tuple[int, dict]]) -> list[tuple[object, int, int]]:
+    """(id, first line, repeated line) for each row whose id an earlier row already has. Ids compare as
+    text, as records are keyed (``1`` and ``"1"`` are one id)."""
+    first_line: dict[object, int] = {}
+    repeats = []
+    for line, row in numbered:
+        pid = row.get("id")
+        if pid is None or isinstance(pid, (dict, list)):
+            continue  # reported per problem by the request checks
+        key = str(pid)
+        if key in first_line:
+            repeats.append((pid, first_line[key], line))
+        else:
+            first_line[key] = line
+    return repeats
 
 
 def run_with_progress(backend, requests, out, console) -> GenerationSummary:

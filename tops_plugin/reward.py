@@ -1,6 +1,6 @@
 """Rewards for OpenRLHF RL: judge each rollout with the verifier pool and shape it by length.
 
-OpenRLHF calls ``reward_func(queries, prompts, labels)`` once per sample from a worker thread (DESIGN §5),
+OpenRLHF calls ``reward_func(queries, prompts, labels)`` once per sample from a worker thread,
 where ``queries`` is prompt + response decoded *with* special tokens. This module turns that into rewards:
 
 1. ``parse_label`` reads the label: the plain gold answer, or a JSON object ``{"answer": …, "ref_tokens": …}``

@@ -1,4 +1,4 @@
-"""HTTP reward server for OpenRLHF's ``--reward.remote_url http://host:port/get_reward`` (DESIGN §4).
+"""HTTP reward server for OpenRLHF's ``--reward.remote_url http://host:port/get_reward``.
 
 Any number of RL workers share one verifier pool (local processes, or Ray actors with ``--ray``) through
 this aiohttp server:
@@ -14,8 +14,15 @@ it needs a token (``Authorization: Bearer …``, or ``?token=…`` in the URL si
 headers); bodies over ``max_body_bytes`` get 413 and malformed payloads 400, both with a JSON error;
 admission is bounded by ``max_queue`` items in flight -- beyond it the reply is 503 with ``Retry-After``,
 never unbounded memory. OpenRLHF's client retries 5 times, 1 s apart, then leaves the sample without a
-reward: size ``max_queue`` to the rollout concurrency and let 503 absorb bursts, not steady overload. Each item has the verifier's hard deadline. On
-SIGTERM/SIGINT the server stops accepting, finishes the requests in flight, then closes the pool.
+reward: size ``max_queue`` to the rollout concurrency and let 503 absorb bursts, not steady overload.
+Before a request is authenticated its connection has ``header_timeout_s`` for the headers and
+``body_timeout_s`` for the body (408), and at most ``max_connections`` are open (503), so slow clients
+cannot exhaust the server; clients that leave mid-body are counted as client aborts, not 500s.
+
+Fairness: each request is one lane of the verifier's queue and the lanes are served in turn, so a small
+request never waits behind another request's whole batch; ``request_budget_s`` bounds a whole request
+(items not started by then are ``timeout``). Each item has the verifier's hard deadline. On SIGTERM/SIGINT
+the server stops accepting, finishes the requests in flight, then closes the pool.
 """
 
 from __future__ import annotations

@@ -93,9 +93,14 @@ def request_problem(request: GenerationRequest) -> str:
     pid = problem.get("id")
     if pid is None or (isinstance(pid, str) and not pid.strip()):
         raise BadRequest(None, "missing id")
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)):
+        raise BadRequest(None, f"id must be a string or an integer, got {type(pid).__name__} {pid!r}")
     text = problem.get("problem")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest(pid, "empty problem text")
+    for name, value in (("id", pid), ("problem text", text)):
+        if isinstance(value, str) and (bad := _lone_surrogate(value)) is not None:
+            raise BadRequest(pid, f"{name} is not valid Unicode (a lone surrogate at character {bad})")
     if request.effort is not None and request.effort not in EFFORT_PROMPTS:
         raise BadRequest(pid, f"unknown effort {request.effort!r} (expected one of {', '.join(EFFORTS)})")
     if request.n_samples < 1:
@@ -104,6 +109,15 @@ def request_problem(request: GenerationRequest) -> str:
     if bad:
         raise BadRequest(pid, f"sample indices {bad} outside range({request.n_samples})")
     return text
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first unpaired surrogate (JSON's "\\ud800"), which no tokenizer or API can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def valid_requests(
