@@ -126,7 +126,7 @@ def test_an_overlong_line_is_a_clear_error_and_can_be_skipped(tmp_path) -> None:
 
 def test_malformed_line_message_says_what_the_partial_file_keeps(tmp_path, capsys) -> None:
     source = tmp_path / "in.jsonl"
-    rows = [{"response": rf"\boxed{{{i}}}", "answer": str(i)} for i in range(200)]
+    rows = [{"response": rf"\boxed{{{i}}}", "answer": str(i)} for i in range(1100)]  # more than one batch
     source.write_text("".join(json.dumps(row) + "\n" for row in rows) + "{not json\n")
     out = tmp_path / "out.jsonl"
     assert check.main([str(source), "-o", str(out), "--workers", "1", "--timeout", "5"]) == 2

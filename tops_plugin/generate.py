@@ -162,7 +162,7 @@ def print_summary(summary: GenerationSummary, console) -> None:
     if summary.bad:
         problems = len({pid for pid, _ in summary.bad})
         console.print(f"[yellow]{len(summary.bad)} request(s)/sample(s) of {problems} problem(s) skipped or failed "
-                      "(warnings above); a rerun retries failed samples")
+                      "(warnings above): invalid problems stay skipped until fixed in the input; a rerun retries failed samples")
 
 
 if __name__ == "__main__":
