@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
+from tops_plugin.cli_args import input_file, port, positive_float
 from tops_plugin.server import TOKEN_ENV
 
 TOKEN_PLACEHOLDER = "{token}"
@@ -45,10 +46,10 @@ def wait_healthy(process: subprocess.Popen, port: int, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipes.serve_reward", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=port, required=True)
     parser.add_argument("--host", default="0.0.0.0", help="address the server binds (default: all)")
-    parser.add_argument("--config", required=True, help="reward config YAML")
-    parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for /health")
+    parser.add_argument("--config", type=input_file, required=True, help="reward config YAML")
+    parser.add_argument("--ready-timeout", type=positive_float, default=120.0, help="seconds to wait for /health")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND… ({token} is replaced)")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
     server = subprocess.Popen(
         [sys.executable, "-m", "tops_plugin.server", "--host", args.host, "--port", str(args.port),
-         "--config", args.config],
+         "--config", str(args.config)],
         env={**os.environ, TOKEN_ENV: token}, stdin=subprocess.DEVNULL,
     )
     try:
