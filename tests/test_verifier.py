@@ -139,3 +139,57 @@ def test_stuck_item_in_a_chunk_times_out_and_the_rest_of_the_chunk_is_judged(ver
     assert time.monotonic() - started <= DEADLINE + 1.0
     assert verdicts[3].verdict in {"timeout", "wrong"}
     assert all(v.correct for i, v in enumerate(verdicts) if i != 3)
+
+
+def test_a_worker_that_cannot_start_in_time_is_an_error_not_a_timeout(tmp_path: Path) -> None:
+    script = tmp_path / "cold.py"
+    script.write_text(textwrap.dedent(
+        """
+        import json
+        from tops_plugin.verifier import Verifier
+        # A fresh process: the fork server must import sympy and math-verify, far more than 50 ms.
+        with Verifier(workers=1, timeout=2.0, start_timeout=0.05) as cold:
+            verdicts = [cold.check(r"\\boxed{1}", "1").verdict for _ in range(2)]
+            stats = dict(cold.stats)
+        with Verifier(workers=1, timeout=2.0) as warm:   # a later pool starts normally
+            after = warm.check(r"\\boxed{1}", "1").verdict
+        print(json.dumps({"verdicts": verdicts, "stats": stats, "after": after}))
+        """
+    ))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = __import__("json").loads(proc.stdout.splitlines()[-1])
+    assert out["verdicts"] == ["error", "error"]
+    assert out["stats"]["start_failures"] >= 2 and out["stats"]["timeouts"] == 0
+    assert out["after"] == "correct"
+
+
+def test_killed_caller_leaves_no_worker_behind(tmp_path: Path) -> None:
+    script = tmp_path / "victim.py"
+    script.write_text(textwrap.dedent(
+        """
+        import time, psutil
+        from tops_plugin.verifier import Verifier
+        pool = Verifier(workers=2, timeout=60)
+        pool.check(r"\\boxed{1}", "1")
+        pool.submit(r"\\boxed{9^{9^{9^{9}}}}", "1")     # one worker busy in C code
+        time.sleep(0.5)
+        print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)
+        time.sleep(60)
+        """
+    ))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        pids = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(pids) >= 3  # the fork server and two workers
+    finally:
+        proc.kill()  # SIGKILL: no atexit, no finalizers
+        proc.wait()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left behind after SIGKILL of the caller: {alive}"

@@ -124,11 +124,7 @@ class ForkServer:
             theirs.close()
         self._lock = threading.Lock()
         self.owner = os.getpid()  # a forked caller must not share its parent's server
-        try:
-            self._expect(_READY, start_timeout)
-        except WorkerStartError:
-            self.close()
-            raise
+        self._expect(_READY, start_timeout)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -162,18 +158,20 @@ class ForkServer:
             ready, _, _ = select.select([self._control], [], [], timeout)
             chunk = self._control.recv(size - len(data)) if ready else b""
             if not chunk:
-                self.close()
+                self.close(kill=True)
                 reason = "exited" if ready else f"not ready within {timeout:g}s"
                 raise WorkerStartError(f"the verifier's fork server {reason}")
             data += chunk
         if isinstance(what, bytes) and data != what:
-            self.close()
+            self.close(kill=True)
             raise WorkerStartError("the verifier's fork server sent an unexpected reply")
         return data
 
-    def close(self) -> None:
-        """Stop the server (its idle workers exit with it)."""
+    def close(self, kill: bool = False) -> None:
+        """Stop the server (its workers exit with it); `kill` when it is not answering (late or broken)."""
         self._control.close()
+        if kill:
+            self.process.kill()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
