@@ -141,3 +141,11 @@ def test_malformed_line_message_says_what_the_partial_file_keeps(tmp_path, capsy
 def test_integers_beyond_pythons_string_limit_are_judged(pred: str) -> None:
     assert judge(rf"\boxed{{{pred}}}", "7" * 5000).verdict == "correct"
     assert judge(rf"\boxed{{{pred}8}}", "7" * 5000).verdict == "wrong"
+
+
+@pytest.mark.parametrize("text", ["timeout: .nan\n", "timeout: .inf\n", "workers: 0\n", "floor: .nan\n"])
+def test_server_refuses_a_reward_config_with_meaningless_numbers(text, tmp_path, capsys) -> None:
+    config = tmp_path / "reward.yaml"
+    config.write_text(text)
+    err = refused(server.main, ["--config", str(config)], capsys)
+    assert "reward config" in err and "reward.yaml" in err
