@@ -636,8 +636,8 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
         cells = [c for c in analysis["length_accuracy"][bench]["bins"] if c["n"]]
         xs = list(range(len(cells)))
         ys = [100 * c["accuracy"] for c in cells]
-        below = [y - 100 * c["ci95"][0] for c, y in zip(cells, ys)]
-        above = [100 * c["ci95"][1] - y for c, y in zip(cells, ys)]
+        below = [max(0.0, y - 100 * c["ci95"][0]) for c, y in zip(cells, ys)]  # >= 0 despite rounding
+        above = [max(0.0, 100 * c["ci95"][1] - y) for c, y in zip(cells, ys)]
         ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, linewidth=1)
         ax.set_xticks(xs, [f"{c['lo']:.0f}–{c['hi']:.0f}\nn={c['n']}" for c in cells], fontsize=7)
         ax.set_xlabel("response tokens (Qwen2.5), quantile bins; n = responses")

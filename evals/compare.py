@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(markdown)
         with atomic_writer(out / "compare.csv", "w") as handle:
             handle.write(compare_csv(runs))
-        plot = runs_accuracy_vs_tokens(runs, out / "accuracy_vs_tokens.png")
+        title = "accuracy vs mean response tokens, per run"
+        if differences and args.common_problems:
+            title += " (common problems: " + ", ".join(f"{display_name(d.benchmark)} {d.common}"
+                                                     for d in differences) + ")"
+        plot = runs_accuracy_vs_tokens(runs, out / "accuracy_vs_tokens.png", title)
         print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f" and {plot}" if plot else ""), file=sys.stderr)
     print(markdown, end="")
     return 0

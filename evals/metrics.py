@@ -75,7 +75,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     p = successes / n
     center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, center - half), min(1.0, center + half)
+    low = 0.0 if successes == 0 else max(0.0, center - half)  # exact ends, not 0.9999999999999999
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
 
 
 def default_ks(n: int) -> list[int]:

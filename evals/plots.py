@@ -190,7 +190,9 @@ def write_plots(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Map
     return files
 
 
-def runs_accuracy_vs_tokens(runs: Sequence[tuple[str, Mapping]], path: str | Path) -> str | None:
+def runs_accuracy_vs_tokens(
+    runs: Sequence[tuple[str, Mapping]], path: str | Path, title: str = "accuracy vs mean response tokens, per run"
+) -> str | None:
     """The paper's Figure 1 view of several runs: per benchmark, accuracy against mean tokens, one point
     per run (and effort), a run's efforts joined in token order. None when no run has results."""
     benches: list[str] = []
@@ -226,5 +228,5 @@ def runs_accuracy_vs_tokens(runs: Sequence[tuple[str, Mapping]], path: str | Pat
         _tokens_axis(ax, xs_all)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("accuracy vs mean response tokens, per run")
+    fig.suptitle(title)
     return _save(plt, fig, Path(path))
