@@ -12,7 +12,15 @@ import sys
 from itertools import islice
 
 from tops_plugin.efforts import EFFORTS
-from tops_plugin.cli_args import fraction, input_file, nonnegative_float, nonnegative_int, output_file, positive_int, same_file
+from tops_plugin.cli_args import (
+    fraction,
+    input_file,
+    nonnegative_float,
+    nonnegative_int,
+    output_file,
+    positive_int,
+    same_file,
+)
 from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
 from tops_plugin.jsonl import JsonlError, read_jsonl_numbered
 
@@ -162,7 +170,8 @@ def print_summary(summary: GenerationSummary, console) -> None:
     if summary.bad:
         problems = len({pid for pid, _ in summary.bad})
         console.print(f"[yellow]{len(summary.bad)} request(s)/sample(s) of {problems} problem(s) skipped or failed "
-                      "(warnings above): invalid problems stay skipped until fixed in the input; a rerun retries failed samples")
+                      "(warnings above): invalid problems stay skipped until fixed in the input; a rerun retries "
+                      "failed samples")
 
 
 if __name__ == "__main__":

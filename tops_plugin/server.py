@@ -349,7 +349,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tops_plugin.server", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=port, default=5000, help="0 picks a free port (printed)")
-    parser.add_argument("--workers", type=positive_int, default=None, help="verifier processes (per actor with --ray; default: 2 per core)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=None,
+        help="verifier processes (per actor with --ray; default: 2 per core)",
+    )
     parser.add_argument("--timeout", type=positive_float, default=None, help="hard deadline per item, seconds")
     parser.add_argument(
         "--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}); required off loopback"

@@ -47,10 +47,15 @@ class _Worker:
         self.pid, self.conn = fork_server(start_timeout).start_worker(start_timeout)
 
     def kill(self) -> None:
+        """Kill a worker that is alive but stuck (its pipe is open, so its pid is still its own)."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
+        self.conn.close()
+
+    def discard(self) -> None:
+        """Forget a worker whose pipe closed: it is dead and reaped, and its pid may already be reused."""
         self.conn.close()
 
     def stop(self) -> None:
@@ -294,7 +299,7 @@ class Verifier:
                     futures[done].set_result(Verdict(kind, pred, answer_from))
                     done, retried = done + 1, False
             except (EOFError, OSError):
-                worker.kill()
+                worker.discard()
                 worker = None
                 self._count("restarts")
                 if retried:
