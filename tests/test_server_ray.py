@@ -38,6 +38,9 @@ def test_ray_verifier_judges_in_order_with_deadline(monkeypatch):
                 ["<|im_start|>assistant\n\\boxed{7}<|im_end|>"], [None], ["7"]
             )
             assert out["rewards"] == [1.0]
+            started = time.monotonic()  # a budget shorter than the deadline bounds the whole call
+            assert [v.verdict for v in verifier.check_many(pairs[3:4], budget=0.5)] == ["timeout"]
+            assert time.monotonic() - started < 0.5 + 1.5
         assert ray.is_initialized()  # the caller started Ray, so the caller stops it
     finally:
         ray.shutdown()
