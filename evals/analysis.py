@@ -1,18 +1,21 @@
 """Why long reasoning hurts, measured on a run: reasoning rounds, erroneous rounds, and length vs accuracy.
 
 The library behind ``python -m evals.analyze RUN_DIR|samples.jsonl --out DIR``. It reads judged
-samples (DESIGN §3 generation records with verdict fields; ``RUN_DIR`` means ``RUN_DIR/samples.jsonl``)
+samples (generation records with verdict fields; ``RUN_DIR`` means ``RUN_DIR/samples.jsonl``)
 and writes ``DIR/analysis.json``, ``DIR/rounds.jsonl`` (each response's rounds, to inspect),
 ``DIR/report.md`` and PNG plots.
 
-* Rounds (DESIGN §1.9): every response is split by `tops_plugin.rounds`; each round's answer is judged
+* Rounds: every response is split by `tops_plugin.rounds`; each round's answer is judged
   against the gold answer by the checker. Means per effort, per benchmark and per MATH level, over
   correct final answers (the paper's restriction; the top-level numbers of each group) and over all
   responses (``"all"``). With ``--judge``, a language model also counts rounds under the paper's
   definition (`tops_plugin.round_judge`), reported beside the deterministic count.
 * Length and accuracy: accuracy by token-length bins (quantiles of each benchmark's lengths) and by
   effort per benchmark; the effort that maximises accuracy per difficulty level (MATH level, else the
-  benchmark); the share of problems where a shorter response was correct and a longer one wrong.
+  benchmark); the share of problems where a shorter response was correct and a longer one wrong. Each
+  length bin carries its n and a Wilson 95% interval (``ci95``): a bin of two responses says little.
+* Figures are per benchmark (``benchmarks``); one over several benchmarks is ``pooled`` and labelled so,
+  because benchmarks differ in difficulty and length.
 
 This module computes and writes; it never prints. The command line is `evals.analyze`.
 """
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from evals.harness import DEFAULT_EFFORT
 from evals.metrics import wilson_interval
-from evals.plots import accuracy_axis
+from evals.plots import accuracy_axis, panels, save_figure
 from evals.report import display_name
 from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
@@ -575,30 +578,17 @@ def render_report(analysis: dict, plots: Sequence[str] = ()) -> str:
 def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
     """PNG plots of rounds by effort, accuracy by effort, by length (with n and Wilson 95% intervals) and
     by level; one panel per benchmark; returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     written: list[Path] = []
     benches = list(analysis["length_accuracy"])
     if not benches:
         return written
 
-    def panels(count: int):
-        fig, axes = plt.subplots(1, count, figsize=(4.4 * count, 3.6), squeeze=False, layout="constrained")
-        return fig, list(axes[0])
-
-    def save(fig, name: str) -> None:
-        path = out / name
-        with atomic_writer(path) as handle:
-            fig.savefig(handle, format="png", dpi=110)
-        plt.close(fig)
-        written.append(path)
+    def save(plt, fig, name: str) -> None:
+        written.append(Path(save_figure(plt, fig, out / name)))
 
     # Rounds and erroneous rounds per effort (correct final answers), one panel per benchmark.
-    fig, axes = panels(len(benches))
+    plt, fig, axes = panels(len(benches))
     for ax, bench in zip(axes, benches):
         groups = analysis["by_benchmark"][bench]
         efforts = list(groups)
@@ -610,10 +600,10 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
         ax.set_title(f"{display_name(bench)}: correct answers")
         ax.set_ylabel("mean per response")
         ax.legend(fontsize=8)
-    save(fig, "rounds_by_effort.png")
+    save(plt, fig, "rounds_by_effort.png")
 
     # Accuracy vs mean length, one point per effort.
-    fig, axes = panels(len(benches))
+    plt, fig, axes = panels(len(benches))
     for ax, bench in zip(axes, benches):
         table = analysis["length_accuracy"][bench]["by_effort"]
         xs = [cell["tokens_mean"] for cell in table.values()]
@@ -627,12 +617,12 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
         accuracy_axis(ax, ys)
         ax.set_title(display_name(bench))
         ax.grid(alpha=0.3)
-    save(fig, "accuracy_by_effort.png")
+    save(plt, fig, "accuracy_by_effort.png")
 
     # Accuracy per length bin, with the bin's n and its Wilson 95% interval. Bins sit side by side (their
     # token ranges as labels): quantile bins of a long tail would crowd together on a token axis.
-    fig, axes = plt.subplots(1, len(benches), figsize=(5.6 * len(benches), 3.9), squeeze=False, layout="constrained")
-    for ax, bench in zip(axes[0], benches):
+    plt, fig, axes = panels(len(benches), height=3.9, width=5.6)
+    for ax, bench in zip(axes, benches):
         cells = [c for c in analysis["length_accuracy"][bench]["bins"] if c["n"]]
         xs = list(range(len(cells)))
         ys = [100 * c["accuracy"] for c in cells]
@@ -645,7 +635,7 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
         ax.set_ylabel("accuracy (%), Wilson 95% interval")
         ax.set_title(display_name(bench))
         ax.grid(alpha=0.3)
-    save(fig, "accuracy_by_length.png")
+    save(plt, fig, "accuracy_by_length.png")
 
     # Accuracy per difficulty level and effort (benchmarks with levels): where each effort is optimal.
     leveled = {}
@@ -653,7 +643,7 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
         if len(levels) > 1:
             leveled[bench] = {level: cell for level, cell in levels.items() if level != "all"}
     if leveled:
-        fig, axes = panels(len(leveled))
+        plt, fig, axes = panels(len(leveled))
         for ax, (bench, levels) in zip(axes, leveled.items()):
             efforts = sorted({e for cell in levels.values() for e in cell["accuracy"]}, key=_effort_key)
             names = list(levels)
@@ -670,7 +660,7 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
             ax.set_title(display_name(bench))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        save(fig, "accuracy_by_level.png")
+        save(plt, fig, "accuracy_by_level.png")
     return written
 
 

@@ -13,7 +13,7 @@ A row here is a judged sample record (or any dict) with at least `id`, `sample`,
 * uncertainty of a proportion (accuracy over a handful of responses): the Wilson score interval, which
   stays inside [0, 1] and is sane for 0 of 3 or 3 of 3, unlike the normal approximation;
 * tokens are the rows' `tokens` (Qwen2.5 tokens of the visible response); the o1 estimate adds the hidden
-  reasoning tokens of API models from their `usage` (DESIGN section 1.8).
+  reasoning tokens of API models from their `usage` (the paper's n_s * n_r / (n_c - n_r)).
 """
 
 from __future__ import annotations

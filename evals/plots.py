@@ -15,7 +15,7 @@ from pathlib import Path
 from evals.report import coverage, display_name
 from tops_plugin.jsonl import atomic_writer
 
-__all__ = ["accuracy_axis", "runs_accuracy_vs_tokens", "write_plots"]
+__all__ = ["accuracy_axis", "panels", "runs_accuracy_vs_tokens", "save_figure", "write_plots"]
 
 PANEL_SIZE = (4.4, 3.6)
 
@@ -29,15 +29,17 @@ def _pyplot():
     return plt
 
 
-def _panels(count: int, height: float = PANEL_SIZE[1]):
-    """A row of `count` panels with constrained layout (titles and a figure title never overlap)."""
+def panels(count: int, height: float = PANEL_SIZE[1], width: float = PANEL_SIZE[0]):
+    """(pyplot, figure, axes): a row of `count` panels with constrained layout, so that panel titles and
+    a figure title never overlap."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, max(count, 1), figsize=(PANEL_SIZE[0] * max(count, 1), height), squeeze=False,
+    fig, axes = plt.subplots(1, max(count, 1), figsize=(width * max(count, 1), height), squeeze=False,
                              layout="constrained")
     return plt, fig, list(axes[0])
 
 
-def _save(plt, fig, path: Path) -> str:
+def save_figure(plt, fig, path: Path) -> str:
+    """Write `fig` as PNG atomically and close it; returns the path."""
     try:
         with atomic_writer(path, "wb") as handle:
             fig.savefig(handle, format="png", dpi=110)
@@ -89,7 +91,7 @@ def accuracy_vs_tokens(summary: Mapping, path: Path) -> str:
     when there are two or more per problem; coverage beside incomplete points)."""
     results = summary["results"]
     benches = [bench for bench in results if results[bench]]
-    plt, fig, axes = _panels(len(benches))
+    plt, fig, axes = panels(len(benches))
     for ax, bench in zip(axes, benches):
         xs, ys, labels = [], [], []
         for effort, cell in results[bench].items():
@@ -105,7 +107,7 @@ def accuracy_vs_tokens(summary: Mapping, path: Path) -> str:
         _tokens_axis(ax, xs)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{summary.get('model', '')}: accuracy vs tokens")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _histograms(ax, series: Mapping[str, Sequence[int]], title: str) -> None:
@@ -136,11 +138,11 @@ def _histograms(ax, series: Mapping[str, Sequence[int]], title: str) -> None:
 def tokens_by_effort(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Mapping]]], path: Path) -> str:
     """One panel per benchmark: the token-length histogram of each effort."""
     benches = [bench for bench in summary["results"] if groups.get(bench)]
-    plt, fig, axes = _panels(len(benches))
+    plt, fig, axes = panels(len(benches))
     for ax, bench in zip(axes, benches):
         series = {effort: [row["tokens"] for row in rows] for effort, rows in groups[bench].items()}
         _histograms(ax, series, display_name(bench))
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _level_key(level: str) -> tuple:
@@ -153,7 +155,7 @@ def tokens_by_level(bench: str, rows_by_effort: Mapping[str, Sequence[Mapping]],
     efforts = [effort for effort, rows in rows_by_effort.items() if any(r.get("level") is not None for r in rows)]
     if not efforts:
         return None
-    plt, fig, axes = _panels(len(efforts), height=3.8)
+    plt, fig, axes = panels(len(efforts), height=3.8)
     for ax, effort in zip(axes, efforts):
         series: dict[str, list[int]] = {}
         for row in rows_by_effort[effort]:
@@ -171,7 +173,7 @@ def tokens_by_level(bench: str, rows_by_effort: Mapping[str, Sequence[Mapping]],
         ax.set_title(f"{display_name(bench)} ({effort})")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("tokens by difficulty level (box: quartiles; dot: mean)", fontsize=10)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def write_plots(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Mapping]]], out: str | Path) -> dict[str, str]:
@@ -200,7 +202,7 @@ def runs_accuracy_vs_tokens(
         benches += [b for b, cells in summary["results"].items() if cells and b not in benches]
     if not benches:
         return None
-    plt, fig, axes = _panels(len(benches), height=3.9)
+    plt, fig, axes = panels(len(benches), height=3.9)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, bench in zip(axes, benches):
         xs_all, ys_all = [], []
@@ -229,4 +231,4 @@ def runs_accuracy_vs_tokens(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    return _save(plt, fig, Path(path))
+    return save_figure(plt, fig, Path(path))

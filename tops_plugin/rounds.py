@@ -44,7 +44,7 @@ Limits, known and accepted:
   more of them intermediate); ``RoundConfig(equation_answers=False)`` counts only boxed and phrased
   answers (fewest rounds; long reasoning that never boxes until the end becomes one round).
   On 200 labelled Sky-T1 responses to MATH500/AIME (``labeled_dev``) the defaults give 3.98 rounds per
-  correct response (0.51 of them erroneous, mostly cued intermediate results) and 4.01 per wrong one
+  correct response (0.50 of them erroneous, mostly cued intermediate results) and 4.01 per wrong one
   (0.74 erroneous).
 * An erroneous step that the same round corrects before committing is not seen. The paper's judge
   also counted rounds with erroneous *steps*; that needs a language model (`tops_plugin.round_judge`).
