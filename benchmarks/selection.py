@@ -1,13 +1,15 @@
 """Selection throughput and memory on a large, unsorted input.
 
     python benchmarks/selection.py [--rows 1000000] [--samples 8] [--modes shortest,iter-dpo]
-                                   [--data-dir ../shared/data] [--keep FILE]
+                                   [--data-dir ../shared/data] [--keep FILE] [--max-len 16384]
 
 Builds a synthetic generation file from the problems in `--data-dir` (`--rows` rows, `--samples` per
 problem, so rows/samples problems; problems are repeated with a suffix when the data has fewer), written
 sample-major so that the rows of one problem are spread over the whole file. Then runs
 `python -m tops_plugin.select` on it per mode in a child process and prints rows/s and the child's peak
-RSS (target: < 1 GB at 1M rows). Rows carry `tokens`, as generation records do.
+RSS (target: < 1 GB at 1M rows). Rows carry `tokens`, as generation records do. With `--max-len N`, each
+mode also runs with `--max-len N` (every candidate measured through the stand-in chat template, as
+OpenRLHF will read it) and the ratio to the run without is printed.
 """
 
 from __future__ import annotations
@@ -73,10 +75,10 @@ def build(path: Path, problems: list[dict], rows: int, samples: int) -> None:
             out.write(b"".join(chunk))
 
 
-def run_mode(src: Path, mode: str, rows: int, tmp: Path) -> None:
+def run_mode(src: Path, mode: str, rows: int, tmp: Path, extra: tuple[str, ...] = ()) -> float:
     out = tmp / f"{mode}.jsonl"
     start = time.perf_counter()
-    argv = ["tops_plugin.select", str(src), "--mode", mode, "-o", str(out)]
+    argv = ["tops_plugin.select", str(src), "--mode", mode, "-o", str(out), *extra]
     proc = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode:
@@ -84,8 +86,10 @@ def run_mode(src: Path, mode: str, rows: int, tmp: Path) -> None:
         raise SystemExit(f"{mode}: exit {proc.returncode}")
     peak_kb = int(proc.stderr.strip().splitlines()[-1].split()[-1])
     written = sum(1 for _ in open(out, "rb"))
-    print(f"  {mode:9s}: {wall:7.1f} s  {rows / wall:10,.0f} rows/s  peak RSS {peak_kb / 1024:7,.0f} MB"
+    label = f"{mode} {' '.join(extra)}".strip()
+    print(f"  {label:24s}: {wall:7.1f} s  {rows / wall:10,.0f} rows/s  peak RSS {peak_kb / 1024:7,.0f} MB"
           f"  rows out {written:,}")
+    return wall
 
 
 def main() -> None:
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument("--modes", default="shortest,iter-dpo")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--keep", type=Path, help="keep the synthetic input at this path")
+    parser.add_argument("--max-len", type=int, help="also run each mode with this --max-len (baseline: without)")
     args = parser.parse_args()
 
     problems = load_problems(args.data_dir)
@@ -106,7 +111,10 @@ def main() -> None:
         print(f"input: {args.rows:,} rows, {args.rows // args.samples:,} problems ({len(problems):,} distinct), "
               f"{src.stat().st_size / 1e9:.2f} GB, built in {time.perf_counter() - start:.0f} s")
         for mode in args.modes.split(","):
-            run_mode(src, mode, args.rows, tmp)
+            base = run_mode(src, mode, args.rows, tmp)
+            if args.max_len:
+                limited = run_mode(src, mode, args.rows, tmp, ("--max-len", str(args.max_len)))
+                print(f"  {mode}: --max-len costs {limited / base:.2f}x the time of the run without")
 
 
 if __name__ == "__main__":

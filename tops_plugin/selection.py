@@ -401,15 +401,15 @@ def read_records(
     (`messages` or `problem`); the same (id, effort, sample) as an earlier row (both lines named).
     """
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    seen: dict[int, tuple[str, int]] = {}
+    seen: set[int] = set()  # hashes of (id, effort, sample): memory per row is one small int
     for path in sources:
         for line, row in read_jsonl_numbered(path, require=("id", "response"), skip_bad=skip_bad, errors=errors):
             problem = _record_problem(row, need_verdict, check_tokens)
             if problem is None:
                 key = _record_key(row)
-                first = seen.get(hash(key))  # a hash and a line per row, not the row itself
-                if first is None or _record_key_at(*first) != key:
-                    seen.setdefault(hash(key), (str(path), line))
+                first = _first_line_of(sources, key, (path, line)) if hash(key) in seen else None
+                if first is None:  # new, or a hash collision with another key
+                    seen.add(hash(key))
                     yield row
                     continue
                 problem = (f"duplicate of {first[0]}:{first[1]}: the same (id, effort, sample) = "
@@ -425,13 +425,21 @@ def _record_key(row: dict) -> tuple:
     return (row["id"], row.get("effort"), row.get("sample") or 0)
 
 
-def _record_key_at(path: str, line: int) -> tuple:
-    """The (id, effort, sample) of the record on `line` of `path` (read again only on a hash match)."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == line:
-                return _record_key(loads(raw))
-    raise JsonlError(path, line, "changed while being read")
+def _first_line_of(sources: list, key: tuple, before: tuple) -> tuple[str, int] | None:
+    """(file, line) of the first record with `key`, searched up to `before` (read again only when a
+    record's key hash was seen already); None when only `before` itself has it."""
+    for path in sources:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if (path, number) == before:
+                    return None
+                try:
+                    row = loads(raw)
+                    if isinstance(row, dict) and "id" in row and _record_key(row) == key:
+                        return str(path), number
+                except ValueError:
+                    continue
+    return None
 
 
 def _record_problem(row: dict, need_verdict: bool, check_tokens: bool) -> str | None:
