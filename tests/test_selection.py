@@ -337,6 +337,24 @@ def test_cli_judge_with_the_verifier(tmp_path):
     assert len(written) == 1 and written[0]["chosen"][0]["content"].endswith("\\boxed{7}.")
 
 
+def test_cli_judge_passes_truncation_so_a_cut_response_is_not_picked(tmp_path):
+    """The reported case: cut at the token limit, ending "...checking with 204", gold 204. Judged as
+    truncated it has no answer; judged without the flag its last number would have made it the pick."""
+    cut = {"id": "a", "problem": "p", "answer": "204", "sample": 0, "finish_reason": "length",
+           "response": "We get 12 * 17 = 204. Let me verify this by checking with 204"}
+    done = {"id": "a", "problem": "p", "answer": "204", "sample": 1, "finish_reason": "stop",
+            "response": "Careful work. " * 40 + "So the answer is \\boxed{204}."}
+    code, _, out = run_cli(tmp_path, [cut, done], "--mode", "shortest", "--judge", "--workers", "1")
+    assert code == 0 and [r["sample"] for r in read_jsonl(out)] == [1]
+
+
+def test_cli_keep_effort_prompt_with_an_unknown_effort_is_a_named_error(tmp_path, capsys):
+    rows = [gen("a", "low", 0, 5, "correct"), dict(gen("a", "low", 1, 5, "correct"), effort="ultra")]
+    code, _, out = run_cli(tmp_path, rows, "--mode", "shortest", "--keep-effort-prompt")
+    assert code == 2 and "in.jsonl:2: unknown effort 'ultra'" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+
+
 def test_cli_missing_tokenizer_path_is_an_error(tmp_path, capsys):
     code, _, out = run_cli(tmp_path, [gen("a", None, 0, 5, "correct")], "--mode", "shortest",
                            "--tokenizer", str(tmp_path / "no-such-tokenizer"))
