@@ -215,3 +215,27 @@ def test_real_vllm_engine_on_gpu(tmp_path):
     assert summary.records == len(recs) == 48
     assert {r["finish_reason"] for r in recs} <= {"stop", "length"} and all(r["gen_tokens"] > 0 for r in recs)
     backend.close()
+
+
+def test_in_process_engine_reports_each_finished_request_to_progress(tmp_path):
+    """vLLM advances its `use_tqdm` bar by a request's outputs as it finishes; that reaches progress."""
+
+    class BarEngine(StandInEngine):
+        def generate(self, prompts, params, use_tqdm=True):
+            results = super().generate(prompts, params, False)
+            bar = use_tqdm(total=len(prompts), desc="Processed prompts", dynamic_ncols=True)
+            for p in params:  # requests finish one by one, each with its n outputs
+                bar.update(p.n)
+            bar.close()
+            return results
+
+    engine = BarEngine()
+    backend = load_backend("vllm", "tiny-model", engine_factory=lambda: engine, params_factory=SimpleNamespace)
+    events = []
+    sampling = SamplingParams(max_tokens=8, seed=1)
+    requests = [GenerationRequest(row, None, 2, sampling) for row in rows(3)]
+    generate_to_file(backend, requests, tmp_path / "g.jsonl", progress=events.append)
+    # Before any record is written, the three requests' 2 sequences each were counted as they finished.
+    assert [e.done for e in events[:4]] == [0, 2, 4, 6]
+    assert events[-1].done == 6 and all(a.done <= b.done for a, b in zip(events, events[1:]))
+    assert backend.on_sequence_done is None

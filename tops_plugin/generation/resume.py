@@ -108,8 +108,9 @@ def generate_to_file(
     """Generate what `out_path` still lacks and append it, one flushed line per record.
 
     `progress` is called once before the first record (with the total), after each record, and -- for a
-    backend with an ``on_sequence_done`` hook (batched Hugging Face generation) -- as each sequence of a
-    running batch ends, so that progress advances per finished sequence rather than per batch.
+    backend with an ``on_sequence_done`` hook (batched Hugging Face generation, the in-process vLLM
+    engine) -- as each sequence of a running batch ends, so that progress advances per finished
+    sequence rather than per batch.
     Records for keys already on disk are never written twice, even if a backend repeats itself.
     """
     started = time.perf_counter()

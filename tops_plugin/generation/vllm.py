@@ -18,7 +18,7 @@ from tops_plugin.generation.base import GenerationRequest, sample_seed, valid_re
 from tops_plugin.generation.models import resolve_model
 from tops_plugin.generation.records import RawOutput, make_records
 
-__all__ = ["EngineWorker", "VLLMBackend", "default_engine", "default_params", "stream_chunks"]
+__all__ = ["EngineWorker", "VLLMBackend", "counting_bar", "default_engine", "default_params", "stream_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class EngineWorker:
         self.engine = engine_factory()
         self.params_factory = params_factory
         self.tokenizer = self.engine.get_tokenizer()
+        #: In-process only: called with the number of sequences of a request that just finished.
+        self.on_sequence_done: Callable[[int], None] | None = None
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """The model's own chat template, tokenized without extra special tokens (no double BOS)."""
@@ -69,11 +71,28 @@ class EngineWorker:
         """[(item key, [(output index, text, generated tokens, finish reason), ...]), ...]."""
         prompts = [{"prompt_token_ids": self.prompt_ids(item.messages)} for item in items]
         params = [self.params_factory(**item.params) for item in items]
-        results = self.engine.generate(prompts, params, use_tqdm=False)
+        report = self.on_sequence_done
+        results = self.engine.generate(prompts, params, use_tqdm=False if report is None else counting_bar(report))
         return [
             (item.key, [(out.index, out.text, len(out.token_ids), out.finish_reason) for out in result.outputs])
             for item, result in zip(items, results)
         ]
+
+
+def counting_bar(report: Callable[[int], None]):
+    """A silent tqdm class for `vllm.LLM.generate(use_tqdm=...)`: vLLM advances its bar by a request's
+    outputs as each request finishes, and this bar passes the count to `report`."""
+    from tqdm import tqdm
+
+    class CountingBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def update(self, n=1):
+            report(int(n))
+            return super().update(n)
+
+    return CountingBar
 
 
 def stream_chunks(
@@ -149,6 +168,9 @@ class VLLMBackend:
         self.params_factory = params_factory
         self.count_tokenizer = count_tokenizer
         self.errors: list[tuple[object, str]] = []
+        #: Called with how many sequences just finished inside a running chunk (in-process engine only;
+        #: Ray engines report per chunk), so progress advances per finished sequence.
+        self.on_sequence_done: Callable[[int], None] | None = None
         self._local: EngineWorker | None = None
         self._actors: list = []
 
@@ -189,6 +211,7 @@ class VLLMBackend:
         if self.data_parallel_size == 1:
             if self._local is None:
                 self._local = EngineWorker(self.engine_factory, self.params_factory)
+            self._local.on_sequence_done = self.on_sequence_done
             for chunk in chunks:
                 yield from self._records(chunk, self._local.run(chunk), index)
             return
