@@ -3,7 +3,7 @@
 `multiprocessing` children re-import the caller's main module before they run (``spawn``/``forkserver``
 preparation): under a trainer whose `__main__` imports torch that is seconds per worker, paid by the first
 item sent to it, and a main module without a ``__name__`` guard would run once per worker. So the
-verifier forks its workers from its own server process, started as ``python -m tops_plugin.judge_workers``:
+verifier forks its workers from its own server process, started with ``python -c`` running `serve`:
 a fresh interpreter that imports only this package, judges a few warm-up items (math-verify builds its
 parsers lazily) and then forks one child per request. A child is ready the moment it exists; it says so
 before it is given any item, so a deadline measures judging only.
@@ -27,7 +27,7 @@ import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-__all__ = ["ForkServer", "WorkerStartError", "fork_server"]
+__all__ = ["ForkServer", "WorkerStartError", "fork_server", "serve"]
 
 _READY = b"ready"
 _PID = struct.Struct("q")
@@ -110,15 +110,15 @@ class ForkServer:
 
     def __init__(self, start_timeout: float):
         self._control, theirs = socket.socketpair()
+        # This very package, first on the path: not another copy that the caller's directory may hold.
         package_root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
+        code = (
+            f"import sys; sys.path.insert(0, {package_root!r}); "
+            f"from tops_plugin.judge_workers import serve; serve({theirs.fileno()})"
+        )
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tops_plugin.judge_workers", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
+                [sys.executable, "-c", code], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
             )
         finally:
             theirs.close()
@@ -199,6 +199,7 @@ def fork_server(start_timeout: float) -> ForkServer:
         return _shared
 
 
-if __name__ == "__main__":
+def serve(control_fd: int) -> None:
+    """Entry point of the fork server process (see `ForkServer`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller owns Ctrl-C and shuts us down
-    _serve(socket.socket(fileno=int(sys.argv[1])))
+    _serve(socket.socket(fileno=control_fd))
