@@ -71,7 +71,8 @@ def parses(answer: str) -> bool:
     """Whether math-verify reads `answer` as mathematics (not only as the raw string it falls back to)."""
     from tops_plugin.answers import parse_gold
 
-    return any(not isinstance(item, str) for item in parse_gold(answer))
+    parsed = parse_gold(answer) or parse_gold.__wrapped__(answer)  # a parse timed out on a busy machine: again
+    return any(not isinstance(item, str) for item in parsed)
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -140,7 +141,7 @@ def _hub_source(problems: ProblemSet, counts: Counter, key: str) -> _Source:
     total = len(dataset)
     if source.filters:
         wanted = {c: set(v if isinstance(v, list) else [v]) for c, v in source.filters.items()}
-        columns_of = {c: dataset[c] for c in wanted}  # whole columns: one pass, no Python row dicts
+        columns_of = {c: dataset.data.column(c).to_pylist() for c in wanted}  # whole columns, not row dicts
         kept = [i for i in range(total) if all(columns_of[c][i] in allowed for c, allowed in wanted.items())]
         counts["filtered_out"] += total - len(kept)
     else:
@@ -169,9 +170,9 @@ def _hub_source(problems: ProblemSet, counts: Counter, key: str) -> _Source:
             counts["dropped.answer_not_parsed"] += 1
             return None
         pid = str(raw[source.id_key]) if source.id_key else f"{source.name}/{source.split}/{index}"
-        extra = {c: raw[c] for c in source.filters}
-        return {"id": pid, "problem": text, "answer": answer, **extra,
-                **({"solution": raw[source.solution_key]} if source.solution_key in raw else {})}
+        # The filter columns (e.g. `source`) travel on, for per-source statistics; the solution does not
+        # (every generation record copies its problem's fields).
+        return {"id": pid, "problem": text, "answer": answer, **{c: raw[c] for c in source.filters}}
 
     return _Source(len(kept), row, info)
 
