@@ -71,9 +71,14 @@ def on_common_problems(runs: Sequence[Run], run_dirs: Sequence[str | os.PathLike
     """The runs with every figure recomputed on the problems that all their cells of a benchmark cover.
 
     Reads each run's samples.jsonl (rows of that benchmark, effort and problem, and for model backends
-    sample indices below the run's ``n_samples``). A benchmark no cell covers a problem of in common is
-    dropped. Raises `FileNotFoundError` naming a run without samples.
+    sample indices below the run's ``n_samples``). A benchmark whose cells share no problem is dropped.
+    Raises `FileNotFoundError` naming a run without samples, `ValueError` one whose summary does
+    not list its problems.
     """
+    for label, summary in runs:
+        if any("problem_ids" not in cell for cells in summary["results"].values() for cell in cells.values()):
+            raise ValueError(f"the summary of {label} does not list its problems (made by an older version); "
+                             "rerun its evals.run command to rebuild it from the samples")
     common = {bench: frozenset.intersection(*cells.values()) for bench, cells in _problem_sets(runs).items()}
     restricted = []
     for (label, summary), run_dir in zip(runs, run_dirs):

@@ -282,6 +282,12 @@ def test_compare_tables(toy, tmp_path, capsys):
     assert "| a | toy-model | default | 50.00 ± 50.00 | 3 | 1 | 2 |" in lines  # p1: right (4 words), wrong (2)
     assert "| a | toy-model | low | 100.00 | 1 | 1 | 1 |" in lines
     assert compare.main([str(tmp_path / "missing")]) == 2
+    # A summary that does not list its problems cannot be restricted: said, not guessed.
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    del summary["results"]["toy"]["default"]["problem_ids"]
+    (tmp_path / "b" / "summary.json").write_text(json.dumps(summary))
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems"]) == 2
+    assert "the summary of b does not list its problems" in capsys.readouterr().err
 
 
 def test_api_usage_gives_the_o1_estimate_in_summary_and_report(toy):
