@@ -380,8 +380,8 @@ def test_truncated_responses_are_never_targets_but_may_be_rejected_when_allowed(
     assert chosen(random_pick) == {"a": "a/None/1"}
     pairs, result = pairs_of(rows)
     assert pairs == [("a", "longest_wrong", "a/None/1", "a/None/2")]
-    assert result.stats.excluded == {"truncated_correct": 2, "truncated_kept_as_rejected": 1}
-    assert result.stats.truncated == {"correct": 2, "wrong": 1}
+    assert result.stats.excluded == {"truncated_correct": 2}
+    assert result.stats.truncated == {"correct": 2, "eligible_as_rejected": 1, "no_answer": 1, "wrong": 1}
     # A truncated no_answer is rejected only where --rejected-verdicts allows no_answer.
     pairs, _ = pairs_of([*rows, gen("b", None, 2, 80, "correct")], rejected_verdicts=frozenset({"wrong", "no_answer"}))
     assert ("b", "longest_wrong", "b/None/2", "b/None/1") in pairs

@@ -107,9 +107,10 @@ class SelectionStats:
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)  # candidates left out, by reason and role
+    # truncated rows in, by verdict, and how many of them could be a DPO rejected response
     max_len: int | None = None  # the length limit applied, and the tokenizer that measured it
     length_tokenizer: str | None = None
-    truncated: dict[str, int] = field(default_factory=dict)  # truncated rows in, by verdict
+    truncated: dict[str, int] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
     pairs: dict[str, int] = field(default_factory=dict)
     chosen_tokens: dict[str, float] = field(default_factory=dict)  # n, mean, median
@@ -200,12 +201,12 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
         state = problems.get(row["id"])
         if state is None:
             state = problems[row["id"]] = _Problem(row, config.group_keys)
+        cut = _truncated(row)
+        if cut:
+            truncated[str(verdict)] += 1
         rejectable = pairs_wanted and verdict in config.rejected_verdicts
         if verdict != "correct" and not rejectable:
             continue
-        cut = _truncated(row)
-        if cut:
-            truncated[verdict] += 1
         if verdict == "correct" and cut:
             excluded["truncated_correct"] += 1
             state.lost.add("truncated")
@@ -221,7 +222,7 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
                 state.best = cand
         else:
             if cut:
-                excluded["truncated_kept_as_rejected"] += 1
+                truncated["eligible_as_rejected"] += 1
             if state.longest_wrong is None or _longer(cand, state.longest_wrong):
                 state.longest_wrong = cand
             if state.shortest_wrong is None or _shorter(cand, state.shortest_wrong):
@@ -230,7 +231,7 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
     stats.problems_in = len(problems)
     stats.verdicts = {str(k): v for k, v in sorted(verdicts.items(), key=lambda kv: str(kv[0]))}
     stats.excluded = dict(sorted(excluded.items()))
-    stats.truncated = {str(k): v for k, v in sorted(truncated.items(), key=lambda kv: str(kv[0]))}
+    stats.truncated = dict(sorted(truncated.items()))
     out = _emit_pairs(problems, config, stats) if pairs_wanted else _emit_sft(problems, config, stats)
     stats.rows_out = len(out)
     return Selection(out, stats)
