@@ -133,3 +133,24 @@ def test_gold_under_another_key_is_named_and_all_skipped_is_no_success(tmp_path:
     assert not out.exists() and not (tmp_path / "out.jsonl.partial").exists()
     assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1", "--gold-key", "gold"]) == 0
     assert [r["verdict"] for r in read_jsonl(out)] == ["correct"] * 3
+
+
+def test_resume_keeps_no_row_whose_other_fields_changed_nor_an_unsettled_verdict(tmp_path: Path) -> None:
+    """A kept row is the partial's copy of the input row: one whose id changed (same response and gold)
+    would carry the old id into the output; a `timeout` depends on the deadline, not the row."""
+    rows = [{"id": i, "response": rf"\boxed{{{i}}}", "answer": str(i)} for i in range(6)]
+    _write(tmp_path / "in.jsonl", rows)
+    out, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1"]) == 0
+    lines = out.read_text().splitlines(keepends=True)
+    judged = [json.loads(line) for line in lines]
+    assert judged[1]["verdict"] == "correct"
+    judged[1]["verdict"], judged[1]["correct"] = "timeout", False  # as if the first run hit its deadline
+    partial.write_text("".join(json.dumps(r) + "\n" for r in judged[:4]))
+    rows[3]["id"] = "renamed"
+    _write(tmp_path / "in.jsonl", rows)
+    out.unlink()
+    assert main([str(tmp_path / "in.jsonl"), "-o", str(out), "--workers", "1"]) == 0
+    resumed = list(read_jsonl(out))
+    assert [r["id"] for r in resumed] == [0, 1, 2, "renamed", 4, 5]
+    assert [r["verdict"] for r in resumed] == ["correct"] * 6

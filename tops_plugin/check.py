@@ -24,10 +24,13 @@ from rich.console import Console
 
 from tops_plugin.answers import VERDICTS
 from tops_plugin.cli_args import input_file, output_file, positive_float, positive_int, same_file
-from tops_plugin.judging import gold_of, is_truncated, judge_key, judge_rows
+from tops_plugin.judging import VERDICT_FIELDS, gold_of, is_truncated, judge_key, judge_rows
 from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
 from tops_plugin.progress import ProgressDisplay
 from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
+
+#: Verdicts that say how judging went, not what the answer is: judged again on resume.
+UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,21 +96,28 @@ def _short(value) -> str:
 
 
 def resume_point(partial: Path, rows: Iterator[dict], response_key: str, gold_key: str) -> int:
-    """How many leading rows of `partial` can be kept: those whose judge key still matches the input's
-    row (same response, gold answer, truncation and checker). The rest of `partial` is cut off."""
+    """How many leading rows of `partial` can be kept: those written from the same input row (every
+    field equal) whose judge key still matches (same response, gold answer, truncation and checker).
+    A `timeout` or `error` verdict is never kept: it depends on the deadline and the machine, not only
+    on the row. The rest of `partial` is cut off."""
     repair_tail(partial)
     keep, offset = 0, 0
     with open(partial, "rb") as handle:
         for (_, old), new in zip(read_jsonl_numbered(partial), rows):
             gold = gold_of(new, (gold_key,))
             expected = judge_key(new[response_key], gold, is_truncated(new, response_key))
-            if old.get("judge_key") != expected:
+            if (old.get("judge_key") != expected or old.get("verdict") in UNSETTLED_VERDICTS
+                    or _input_fields(old) != _input_fields(new)):
                 break
             keep += 1
             offset = _offset_after_line(handle, offset)
     with open(partial, "rb+") as handle:
         handle.truncate(offset)
     return keep
+
+
+def _input_fields(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key not in VERDICT_FIELDS}
 
 
 def _offset_after_line(handle, offset: int) -> int:
