@@ -23,6 +23,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+from tops_plugin.judging import is_truncated
 from tops_plugin.tokens import o1_hidden_tokens
 
 __all__ = [
@@ -112,7 +113,7 @@ def token_stats(rows: Sequence[Mapping]) -> dict:
     truncated responses were scored correct (a cut-off response that boxed its answer early counts, as
     in the paper's evaluation; it is never a training target)."""
     tokens = [int(row["tokens"]) for row in rows]
-    cut = [row for row in rows if _truncated(row)]
+    cut = [row for row in rows if is_truncated(row)]
     truncated = len(cut)
     return {
         "tokens_mean": _mean(tokens),
@@ -124,11 +125,6 @@ def token_stats(rows: Sequence[Mapping]) -> dict:
         "truncated_share": truncated / len(rows) if rows else None,
         "truncated_correct": sum(1 for row in cut if row["correct"]),
     }
-
-
-def _truncated(row: Mapping) -> bool:
-    flag = row.get("truncated")
-    return flag if isinstance(flag, bool) else row.get("finish_reason") == "length"
 
 
 def verdict_counts(rows: Iterable[Mapping]) -> dict[str, int]:

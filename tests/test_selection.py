@@ -393,3 +393,18 @@ def test_seed_problems_with_a_truncated_response_are_dropped():
     result = select(rows, SelectionConfig(mode="seed"))
     assert {row["id"] for row in result.rows} == {"keep"}
     assert result.stats.dropped["not_usable"] == 1 and result.stats.excluded == {"truncated": 1}
+
+
+def test_a_cut_response_stays_cut_whatever_its_truncated_flag_or_finish_reason_says():
+    """`truncated: false` beside `finish_reason: length` (or an unclosed reasoning block) is still a cut
+    response, and a reason other than a normal stop (`max_tokens`, `abort`) is not a finished one."""
+    rows = [
+        gen("a", None, 0, 5, "correct", finish_reason="length", truncated=False),
+        gen("b", None, 0, 5, "correct", response="<think>so \\boxed{1}", truncated=False),
+        gen("c", None, 0, 5, "correct", finish_reason="max_tokens"),
+        gen("d", None, 0, 5, "correct", finish_reason="abort"),
+        gen("e", None, 0, 5, "correct", finish_reason="stop"),
+    ]
+    result = select(rows, SelectionConfig(mode="shortest"))
+    assert chosen(result) == {"e": "e/None/0"}
+    assert result.stats.excluded == {"truncated_correct": 4}

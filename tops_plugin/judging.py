@@ -57,13 +57,17 @@ def check_in_process(items: Iterable[tuple[str, str] | tuple[str, str, bool]]) -
 def is_truncated(row: dict, response_key: str = "response") -> bool:
     """Whether a response was cut before it finished.
 
-    The generation record's ``finish_reason`` decides when present (``"length"``: cut at the token
-    limit). Without one, an opened but never closed reasoning block (``<think>`` without ``</think>``,
-    Sky-T1's ``<|begin_of_thought|>`` without its end) means the text was cut mid-thought.
+    Cut when any source says so: a ``truncated: true`` field (an earlier judging), a ``finish_reason``
+    other than a normal stop (``"length"``: cut at the token limit; ``"max_tokens"``, ``"abort"``...), or
+    an opened but never closed reasoning block (``<think>`` without ``</think>``, Sky-T1's
+    ``<|begin_of_thought|>`` without its end: the text was cut mid-thought). No field can make a cut
+    response finished.
     """
+    if row.get("truncated") is True:
+        return True
     reason = row.get("finish_reason")
-    if reason is not None:
-        return reason == "length"
+    if reason not in (None, "") and reason not in FINISHED_REASONS:
+        return True
     response = row.get(response_key)
     if not isinstance(response, str):
         return False

@@ -15,9 +15,9 @@ problems, not responses, and the input need not be sorted. Ties break determinis
 
 What may become a training target:
 
-* a *truncated* response (cut before it finished; the verdict row's `truncated`, else
-  `tops_plugin.judging.is_truncated`) is never an SFT response, a seed response or a DPO chosen one,
-  whatever its verdict; it may be a DPO rejected one only when its verdict is in `rejected_verdicts`;
+* a *truncated* response (cut before it finished: `tops_plugin.judging.is_truncated`) is never an SFT
+  response, a seed response or a DPO chosen one, whatever its verdict; it may be a DPO rejected one
+  only when its verdict is in `rejected_verdicts`;
 * with a length limit (`SelectionConfig.max_len`), a candidate that OpenRLHF would cut or drop
   (`tops_plugin.openrlhf.TrainLength`) is excluded *before* choosing, so the shortest correct response
   that fits is chosen and a pair whose rejected response does not fit is not emitted.
@@ -201,7 +201,7 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
         state = problems.get(row["id"])
         if state is None:
             state = problems[row["id"]] = _Problem(row, config.group_keys)
-        cut = _truncated(row)
+        cut = is_truncated(row)
         if cut:
             truncated[str(verdict)] += 1
         rejectable = pairs_wanted and verdict in config.rejected_verdicts
@@ -244,11 +244,6 @@ def count_lengths(rows: Iterable[dict], config: SelectionConfig) -> Iterator[dic
     if config.curation_tokenizer is not None:
         counted = with_token_counts(counted, field="curation_tokens", tokenizer=config.curation_tokenizer)
     return counted
-
-
-def _truncated(row: dict) -> bool:
-    flag = row.get("truncated")
-    return flag if isinstance(flag, bool) else is_truncated(row)
 
 
 def _random_key(cand: _Candidate, problem_id, seed: int) -> bytes:
@@ -347,7 +342,7 @@ def _drop_reason(state: _Problem) -> str:
 
 def _select_seed(rows: Iterable[dict], config: SelectionConfig, limit: TrainLength | None) -> Selection:
     curated = curate_seed(rows, SeedCurationConfig(min_gap=config.min_gap),
-                          usable=lambda row: "truncated" if _truncated(row) else None,
+                          usable=lambda row: "truncated" if is_truncated(row) else None,
                           fits=None if limit is None else limit.fits)
     seed = curated.stats
     stats = SelectionStats(mode="seed", rows_in=seed.rows_in, problems_in=seed.problems_in)
