@@ -198,13 +198,13 @@ def judge(recipe: Recipe, src: Path, dst: Path) -> None:
     """Every record of `src` with verdict fields added (`tops_plugin.judging`: cut-off responses are judged
     and marked as such), in order, written atomically to `dst`. A malformed record names its line."""
     from tops_plugin.judging import judge_rows
-    from tops_plugin.selection import read_records
+    from tops_plugin.selection import GOLD_KEYS, read_records
     from tops_plugin.verifier import Verifier
 
     bad: list = []
     with Verifier(workers=recipe.verifier.workers, timeout=recipe.verifier.timeout) as verifier:
         rows = read_records(src, need_verdict=False, skip_bad=True, errors=bad)
-        count = write_jsonl(dst, judge_rows(rows, verifier.check_many, gold_keys=("answer", "gold")))
+        count = write_jsonl(dst, judge_rows(rows, verifier.check_many, gold_keys=GOLD_KEYS))
     for error in bad:
         log.warning("malformed record skipped: %s", error)
     write_judge_meta(dst, src, count, bad)

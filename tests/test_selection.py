@@ -203,6 +203,9 @@ def test_read_records_names_file_and_line(tmp_path):
     path.write_text(json.dumps({"id": "a", "verdict": "correct", "response": "x"}) + "\n")
     with pytest.raises(JsonlError, match=r":1: neither 'messages' nor 'problem'"):
         list(read_records(path))
+    path.write_text(json.dumps({"id": "a", "response": "x", "problem": "p"}) + "\n")
+    with pytest.raises(JsonlError, match=r":1: no gold answer \('answer' or 'gold'\) to judge against"):
+        list(read_records(path, need_verdict=False))
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -216,6 +219,10 @@ def test_read_records_names_file_and_line(tmp_path):
     ({"messages": [{"role": "system", "content": EFFORT_PROMPTS["low"] + " "},
                    {"role": "user", "content": "p"}]}, "not the low effort prompt"),
     ({"effort": None}, "effort system prompt but no 'effort'"),
+    ({"verdict": "Correct"}, "unknown verdict 'Correct'"),
+    ({"verdict": "wrong"}, "'verdict' 'wrong' contradicts 'correct' true"),
+    ({"verdict": None, "correct": "yes"}, "no verdict"),
+    ({"truncated": "false"}, "'truncated' must be true or false"),
 ])
 def test_untrustworthy_fields_are_refused_with_file_and_line(tmp_path, change, reason):
     path = tmp_path / "gens.jsonl"
@@ -408,3 +415,11 @@ def test_a_cut_response_stays_cut_whatever_its_truncated_flag_or_finish_reason_s
     result = select(rows, SelectionConfig(mode="shortest"))
     assert chosen(result) == {"e": "e/None/0"}
     assert result.stats.excluded == {"truncated_correct": 4}
+
+
+def test_cli_judge_names_the_line_of_a_record_without_gold(tmp_path, capsys):
+    rows = [{"id": "a", "problem": "p", "response": "\\boxed{7}", "answer": "7"},
+            {"id": "b", "problem": "p", "response": "\\boxed{7}"}]
+    code, _, out = run_cli(tmp_path, rows, "--mode", "shortest", "--judge", "--workers", "1")
+    assert code == 2 and not out.exists()
+    assert "in.jsonl:2: no gold answer" in " ".join(capsys.readouterr().err.split())

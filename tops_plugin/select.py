@@ -22,7 +22,7 @@ from tops_plugin.cli_args import input_file, nonnegative_int, output_file, posit
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset
 from tops_plugin.progress import ProgressDisplay
-from tops_plugin.selection import MODES, SelectionConfig, low_effort_seed_rows, read_records, select
+from tops_plugin.selection import GOLD_KEYS, MODES, SelectionConfig, low_effort_seed_rows, read_records, select
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             from tops_plugin.verifier import Verifier
 
             verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
-            rows = judge_rows(rows, verifier.check_many, gold_keys=("answer", "gold"), keep_verdicts=True)
+            rows = judge_rows(rows, verifier.check_many, gold_keys=GOLD_KEYS, keep_verdicts=True)
         try:
             selection = select(_advance(rows, progress, stage), config)
             out_rows = selection.rows

@@ -29,6 +29,7 @@ Every exclusion is counted in `SelectionStats.excluded` (and, for problems left 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import statistics
 from collections import Counter
@@ -36,12 +37,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from tops_plugin.efforts import EFFORTS, SeedCurationConfig, curate_seed
+from tops_plugin.answers import VERDICTS
 from tops_plugin.judging import is_truncated
 from tops_plugin.jsonl import JsonlError, loads, read_jsonl, read_jsonl_numbered
 from tops_plugin.openrlhf import TrainLength, dpo_row, effort_prompt_problem, prompt_messages, sft_row
 from tops_plugin.tokens import with_token_counts
 
 __all__ = [
+    "GOLD_KEYS",
     "MODES",
     "Selection",
     "SelectionConfig",
@@ -53,6 +56,8 @@ __all__ = [
 ]
 
 MODES: tuple[str, ...] = ("shortest", "random", "iter-sft", "iter-dpo", "seed")
+#: Where a record to judge keeps its gold answer, first present wins (generation records: `answer`).
+GOLD_KEYS: tuple[str, ...] = ("answer", "gold")
 VERDICT_FIELDS = ("verdict", "correct")
 
 
@@ -391,7 +396,9 @@ def read_records(
 
     A bad row raises `JsonlError` naming its file and line -- or, with `skip_bad`, is appended to
     `errors` and skipped. Bad: not a JSON object; no `id` (string or integer) or `response` (string);
-    no verdict (unless `need_verdict` is False); `tokens` present but not a non-negative integer
+    a `verdict` that is not one of `VERDICTS` or contradicts a boolean `correct`; a `truncated` that is
+    not a boolean; no verdict (with `need_verdict` False, the rows are to be judged: no gold answer, or a
+    gold that is neither a string nor a finite number, in `GOLD_KEYS`); `tokens` present but not a non-negative integer
     (unless `check_tokens` is False, when every row is recounted); `effort` not low/medium/high/null;
     `sample` not a non-negative integer; a system prompt that contradicts `effort`; no prompt
     (`messages` or `problem`); the same (id, effort, sample) as an earlier row (both lines named).
@@ -444,9 +451,23 @@ def _record_problem(row: dict, need_verdict: bool, check_tokens: bool) -> str | 
         return f"'id' must be a string or integer, got {_short(row['id'])}"
     if not isinstance(row["response"], str):
         return f"'response' must be a string, got {type(row['response']).__name__}"
-    if need_verdict and verdict_of(row) is None:
-        return ("no verdict ('verdict' or boolean 'correct'): judge the file first (python -m tops_plugin.check) "
-                "or pass --judge")
+    verdict, correct = row.get("verdict"), row.get("correct")
+    if verdict is not None and verdict not in VERDICTS:
+        return f"unknown verdict {_short(verdict)} (expected {', '.join(VERDICTS)})"
+    if verdict is not None and isinstance(correct, bool) and correct != (verdict == "correct"):
+        return f"'verdict' {verdict!r} contradicts 'correct' {str(correct).lower()}"
+    if row.get("truncated") is not None and not isinstance(row["truncated"], bool):
+        return f"'truncated' must be true or false, got {_short(row['truncated'])}"
+    if verdict_of(row) is None:
+        if need_verdict:
+            return ("no verdict ('verdict' or boolean 'correct'): judge the file first (python -m tops_plugin.check) "
+                    "or pass --judge")
+        gold = next((row[key] for key in GOLD_KEYS if row.get(key) is not None), None)
+        if gold is None:
+            return f"no gold answer ({' or '.join(map(repr, GOLD_KEYS))}) to judge against"
+        if isinstance(gold, bool) or not isinstance(gold, (str, int, float)) or (
+                isinstance(gold, float) and not math.isfinite(gold)):
+            return f"the gold answer must be a string or a finite number, got {_short(gold)}"
     tokens = row.get("tokens")
     if check_tokens and tokens is not None and (type(tokens) is not int or tokens < 0):
         return f"'tokens' must be a non-negative integer, got {_short(tokens)} (or recount with --recount)"
