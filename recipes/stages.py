@@ -113,10 +113,12 @@ class StagePlan:
             _replace(partial, final)
 
 
-def _reset_stale(ckpt_dir: Path, key: str, fresh: bool) -> None:
-    """Drop checkpoints written for other settings or inputs (or all, when `fresh`)."""
+def _reset_stale(ckpt_dir: Path, key: str, fresh: bool, keep_unmarked: bool = False) -> None:
+    """Drop resumable work (checkpoints, an evaluation run) done for other settings or inputs (or all,
+    when `fresh`); a folder without a key is kept with `keep_unmarked` (its own resume checks decide)."""
     marker = ckpt_dir / "tops-run-key"
-    if ckpt_dir.exists() and (fresh or not marker.exists() or marker.read_text().strip() != key):
+    unmarked = not marker.exists() and not keep_unmarked
+    if ckpt_dir.exists() and (fresh or unmarked or (marker.exists() and marker.read_text().strip() != key)):
         shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(key + "\n")
@@ -509,20 +511,27 @@ def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     model greedy and sampled, TOPS and the baselines sampled), then one comparison in the paper's layout
     with the published figures of `eval.reference` beside ours."""
     ev = recipe.eval
-    commands, inputs, run_dirs = [], [], []
+    commands, inputs, run_dirs, model_dirs = [], [], [], []
     for run in ev.models:
         model, model_dir = _eval_model(recipe, layout, run.model)
         out_dir = layout.data("eval", run.name)
         commands.append(tuple(launch.eval_command(ev, run, model=model, out_dir=out_dir, data_dir=recipe.data.dir)))
         inputs += [model_dir] if model_dir else []
         run_dirs.append(out_dir)
+        model_dirs.append(model_dir)
     reference = layout.data("eval", "reference.json") if ev.reference else None
     compare_dir = layout.data("eval", "compare")
     commands.append(tuple(launch.compare_command(run_dirs, out_dir=compare_dir, reference=reference)))
 
     def work(ctx: RunContext) -> None:
-        with atomic_writer(reference, "w") as handle:
-            json.dump(ev.reference, handle, indent=2)
+        # evals.run resumes a run directory whose settings match, and a retrained model keeps its path:
+        # samples of the model's earlier weights must go first, as must every run's when forced.
+        for command, out_dir, model_dir in zip(commands, run_dirs, model_dirs):
+            _reset_stale(out_dir, config_hash([list(command[1:]), model_dir and digest(model_dir)]), ctx.fresh,
+                         keep_unmarked=True)
+        if reference is not None:
+            with atomic_writer(reference, "w") as handle:
+                json.dump(ev.reference, handle, indent=2)
 
     return StagePlan(
         name="eval",
@@ -530,7 +539,7 @@ def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
                 + (" with the published figures" if reference else ""),
         inputs=tuple(inputs),
         outputs=tuple(d / "summary.json" for d in run_dirs) + (compare_dir / "compare.md",),
-        commands=tuple(commands), work=work if reference else None, hooks=hooks,
+        commands=tuple(commands), work=work, hooks=hooks,
         settings={"reference": ev.reference},
     )
 

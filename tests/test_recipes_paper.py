@@ -74,6 +74,28 @@ def test_eval_stage_writes_the_reference_and_the_comparison(tmp_path, monkeypatc
     assert json.loads((tmp_path / "eval" / "reference.json").read_text()) == recipe.eval.reference
 
 
+def test_eval_of_a_retrained_model_does_not_resume_its_old_samples(tmp_path):
+    """evals.run resumes a run directory made with the same settings; the model path stays the same when
+    an earlier stage retrains it, so the stage must clear that run first (and only then)."""
+    recipe = load_config(PAPER, {"run_dir": str(tmp_path), "eval.models": ["tops"], "eval.reference": {}})
+    weights, out = tmp_path / "models" / "tops" / "weights", tmp_path / "eval" / "tops"
+    weights.parent.mkdir(parents=True)
+    resuming_eval = ("-c", f"import pathlib, shutil; out = pathlib.Path({str(out)!r}); out.mkdir(parents=True, exist_ok=True)\n"
+                           f"if not (out / 'samples').exists(): shutil.copy({str(weights)!r}, out / 'samples')")
+
+    def run_stage() -> str:
+        (plan,) = plan_all(recipe, ["eval"])
+        dataclasses.replace(plan, commands=(plan.commands[0][:1] + resuming_eval,)).run(tmp_path / "eval.log")
+        return (out / "samples").read_text()
+
+    weights.write_text("v1")
+    assert run_stage() == "v1"
+    (out / "report.md").write_text("kept")
+    assert run_stage() == "v1" and (out / "report.md").exists()  # same model: resumed, not redone
+    weights.write_text("v2")  # tops-sft ran again
+    assert run_stage() == "v2"
+
+
 def test_dry_run_lists_the_tag_model_efforts_base_greedy_and_comparison(tmp_path):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
