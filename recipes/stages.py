@@ -30,7 +30,6 @@ from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
 from recipes.manifest import digest
 from tops_plugin.efforts import EFFORTS
 from tops_plugin.jsonl import atomic_writer, read_jsonl, write_jsonl
-from tops_plugin.selection import low_effort_seed_rows
 
 __all__ = ["Hooks", "Layout", "RunContext", "StagePlan", "plan_all", "plan_stage"]
 
@@ -234,23 +233,24 @@ def judge_meta(judged: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, extra_rows: Sequence[dict] = (),
-              inputs: Sequence[Path] = ()) -> dict:
-    """Run one selection mode over judged records and write the OpenRLHF dataset (with its sidecar)."""
+def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, seed: Path | None = None) -> dict:
+    """Run one selection mode over judged records and write the OpenRLHF dataset (with its sidecar);
+    with `seed`, the low-effort rows of that curated seed file are added (under the same length limit)."""
     from tops_plugin.openrlhf import write_dataset
-    from tops_plugin.selection import SelectionConfig, read_records, select
+    from tops_plugin.selection import SelectionConfig, add_seed_rows, read_records, select
 
     models, max_len = recipe.models, recipe.training.common.max_len
     config = SelectionConfig(mode=mode, seed=recipe.selection.seed, curation_tokenizer=models.curation_tokenizer,
                              min_gap=recipe.curation.gap_tokens, max_len=max_len,
                              chat_tokenizer=models.chat_tokenizer)
     selection = select(read_records(src), config)
-    rows = list(selection.rows) + list(extra_rows)
+    if seed is not None:
+        selection = add_seed_rows(selection, seed, config)
+    rows = selection.rows
     stats = selection.stats.to_dict()
     stats["malformed_input_rows"] = judge_meta(src).get("malformed", 0)
-    if extra_rows:
-        stats["seed"] = {**stats.get("seed", {}), "low_effort_rows_added": len(extra_rows)}
-    meta = write_dataset(dst, rows, mode=mode, inputs=[src, *inputs], curation_tokenizer=models.curation_tokenizer,
+    inputs = [src] if seed is None else [src, seed]
+    meta = write_dataset(dst, rows, mode=mode, inputs=inputs, curation_tokenizer=models.curation_tokenizer,
                          length_tokenizer=selection.stats.length_tokenizer, stats=stats,
                          config={"seed": recipe.selection.seed, "min_gap": recipe.curation.gap_tokens,
                                  "max_len": max_len})
@@ -409,9 +409,8 @@ def plan_select(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     add_seed = recipe.selection.add_seed_low
 
     def work(ctx: RunContext) -> None:
-        extra = list(low_effort_seed_rows(seed)) if add_seed else []
         for mode, out in zip(modes, outs):
-            select_to(recipe, mode, judged, out, extra_rows=extra, inputs=[seed] if add_seed else [])
+            select_to(recipe, mode, judged, out, seed=seed if add_seed else None)
 
     return StagePlan(
         name="select",

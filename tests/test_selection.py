@@ -423,3 +423,22 @@ def test_cli_judge_names_the_line_of_a_record_without_gold(tmp_path, capsys):
     code, _, out = run_cli(tmp_path, rows, "--mode", "shortest", "--judge", "--workers", "1")
     assert code == 2 and not out.exists()
     assert "in.jsonl:2: no gold answer" in " ".join(capsys.readouterr().err.split())
+
+
+def test_cli_added_seed_rows_obey_max_len_and_a_bad_seed_line_is_named(tmp_path, capsys):
+    seed = tmp_path / "seed.jsonl"
+    prompt = [{"role": "user", "content": "Problem s"}]
+    write_jsonl(seed, [
+        {"prompt": prompt, "response": [{"role": "assistant", "content": "short \\boxed{1}"}], "id": "s1",
+         "tokens": 4, "effort": "low"},
+        {"prompt": prompt, "response": [{"role": "assistant", "content": "word " * 400}], "id": "s2",
+         "tokens": 400, "effort": "low"},
+    ])
+    code, _, out = run_cli(tmp_path, [gen("p", None, 0, 5, "correct")], "--mode", "shortest", "--max-len", "128",
+                           "--add-seed", str(seed))
+    assert code == 0 and [r["id"] for r in read_jsonl(out)] == ["p", "s1"]
+    stats = json.loads(meta_path(out).read_text())["stats"]
+    assert stats["excluded"] == {"over_max_len_seed": 1} and stats["seed"]["low_effort_rows_added"] == 1
+    seed.write_text(json.dumps({"prompt": "Problem s", "response": "x", "id": "s3", "effort": "low"}) + "\n")
+    code, _, _ = run_cli(tmp_path, [gen("p", None, 0, 5, "correct")], "--mode", "shortest", "--add-seed", str(seed))
+    assert code == 2 and "seed.jsonl:1: not a seed-mode SFT row" in " ".join(capsys.readouterr().err.split())

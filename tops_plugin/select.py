@@ -22,7 +22,7 @@ from tops_plugin.cli_args import input_file, nonnegative_int, output_file, posit
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset
 from tops_plugin.progress import ProgressDisplay
-from tops_plugin.selection import GOLD_KEYS, MODES, SelectionConfig, low_effort_seed_rows, read_records, select
+from tops_plugin.selection import GOLD_KEYS, MODES, SelectionConfig, add_seed_rows, read_records, select
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
 
@@ -108,12 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = judge_rows(rows, verifier.check_many, gold_keys=GOLD_KEYS, keep_verdicts=True)
         try:
             selection = select(_advance(rows, progress, stage), config)
-            out_rows = selection.rows
             if args.add_seed:
-                seed_rows = list(low_effort_seed_rows(args.add_seed))
-                selection.stats.seed = {"low_effort_rows_added": len(seed_rows)}
-                out_rows = out_rows + seed_rows
-                selection.stats.rows_out = len(out_rows)
+                selection = add_seed_rows(selection, args.add_seed, config)
+            out_rows = selection.rows
         except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer, unreadable file
             console.print(f"[red]error:[/red] {exc}")
             return 2

@@ -49,6 +49,7 @@ __all__ = [
     "Selection",
     "SelectionConfig",
     "SelectionStats",
+    "add_seed_rows",
     "low_effort_seed_rows",
     "read_records",
     "select",
@@ -493,7 +494,39 @@ def _short(value) -> str:
 
 def low_effort_seed_rows(path: str | os.PathLike) -> Iterator[dict]:
     """The curated seed rows (seed-mode output) re-assigned to low effort, without their effort prompt:
-    the paper adds them to the TOPS selection (step 4). Marked `"origin": "seed"`."""
-    for row in read_jsonl(path, require=("prompt", "response", "effort")):
+    the paper adds them to the TOPS selection (step 4). Marked `"origin": "seed"`. A row that is not a
+    seed-mode SFT row (message-list prompt, one assistant message as response, an effort) raises
+    `JsonlError` naming its line."""
+    for line, row in read_jsonl_numbered(path, require=("prompt", "response", "effort")):
+        response = row["response"]
+        if not (isinstance(row["prompt"], list) and isinstance(response, list) and len(response) == 1
+                and isinstance(response[0], dict) and isinstance(response[0].get("content"), str)):
+            raise JsonlError(path, line, "not a seed-mode SFT row (a message-list 'prompt' and a one-message "
+                                         "'response')")
         if row["effort"] == "low":
-            yield {**row, "prompt": prompt_messages({"messages": row["prompt"], "effort": "low"}), "origin": "seed"}
+            try:
+                prompt = prompt_messages({"messages": row["prompt"], "effort": "low"})
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JsonlError(path, line, f"bad seed prompt: {exc}") from None
+            yield {**row, "prompt": prompt, "origin": "seed"}
+
+
+def add_seed_rows(selection: Selection, path: str | os.PathLike, config: SelectionConfig) -> Selection:
+    """`selection` with the low-effort rows of a curated seed file appended (`low_effort_seed_rows`).
+
+    The length limit holds for these rows too: with `config.max_len`, a seed row that OpenRLHF would cut
+    (the seed file may have been curated under another limit) is left out and counted as
+    `excluded["over_max_len_seed"]`."""
+    limit = TrainLength(config.max_len, config.chat_tokenizer) if config.max_len is not None else None
+    added, over = [], 0
+    for row in low_effort_seed_rows(path):
+        if limit is not None and not limit.fits(row["prompt"], row["response"][0]["content"]):
+            over += 1
+            continue
+        added.append(row)
+    stats = selection.stats
+    stats.seed = {**stats.seed, "low_effort_rows_added": len(added)}
+    if over:
+        stats.excluded = {**stats.excluded, "over_max_len_seed": over}
+    stats.rows_out += len(added)
+    return Selection(selection.rows + added, stats)
