@@ -193,3 +193,47 @@ def test_killed_caller_leaves_no_worker_behind(tmp_path: Path) -> None:
         time.sleep(0.1)
         alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left behind after SIGKILL of the caller: {alive}"
+
+
+def test_a_forked_child_gets_its_own_pool_and_never_hangs(tmp_path: Path) -> None:
+    script = tmp_path / "forker.py"
+    script.write_text(textwrap.dedent(
+        """
+        import json, os, signal, sys, time
+        import psutil
+        from tops_plugin.reward import shared_scorer
+        from tops_plugin.verifier import Verifier
+        signal.alarm(60)
+        parent_pool = Verifier(workers=1, timeout=5)
+        assert parent_pool.check(r"\\boxed{1}", "1").correct
+        assert shared_scorer().score([r"\\boxed{2}"], [""], ["2"])["verdicts"] == ["correct"]
+        server = psutil.Process().children()[0].pid
+        read, write = os.pipe()
+        if os.fork() == 0:   # e.g. a data-loader process forked by a trainer
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1), os.dup2(null, 2)   # the test reads the parent's output to its end
+            out = {}
+            try:
+                parent_pool.submit("x", "1")
+            except RuntimeError as exc:
+                out["parent_pool"] = str(exc)
+            out["scorer"] = shared_scorer().score([r"\\boxed{3}"], [""], ["3"])["verdicts"]
+            with Verifier(workers=1, timeout=5) as own:
+                out["own"] = own.check(r"\\boxed{4}", "4").verdict
+            os.write(write, json.dumps(out).encode() + b"\\n")
+            time.sleep(10)   # outlives the parent
+            os._exit(0)
+        print(os.read(read, 4096).decode().strip(), server, flush=True)
+        os._exit(0)          # the parent leaves at once; its fork server must follow it
+        """
+    ))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90,
+                          cwd=Path(__file__).resolve().parent.parent)
+    report, server = proc.stdout.strip().rsplit(" ", 1)
+    out = __import__("json").loads(report)
+    assert "after fork" in out["parent_pool"]
+    assert out["scorer"] == ["correct"] and out["own"] == "correct"
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(int(server)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(int(server)) or psutil.Process(int(server)).status() == psutil.STATUS_ZOMBIE

@@ -123,7 +123,6 @@ class ForkServer:
         finally:
             theirs.close()
         self._lock = threading.Lock()
-        self.owner = os.getpid()  # a forked caller must not share its parent's server
         self._expect(_READY, start_timeout)
 
     def alive(self) -> bool:
@@ -190,11 +189,23 @@ _shared: ForkServer | None = None
 _shared_lock = threading.Lock()
 
 
+def _forget_parent_server() -> None:
+    """In a forked child: drop the parent's server (and the child's copy of its control socket, which
+    would otherwise keep it alive after the parent exits); the child starts its own on first use."""
+    global _shared, _shared_lock
+    if _shared is not None:
+        _shared._control.close()
+    _shared, _shared_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parent_server)
+
+
 def fork_server(start_timeout: float) -> ForkServer:
     """The process-wide fork server, (re)started when missing or dead. Raises WorkerStartError."""
     global _shared
     with _shared_lock:
-        if _shared is None or _shared.owner != os.getpid() or not _shared.alive():
+        if _shared is None or not _shared.alive():
             _shared = ForkServer(start_timeout)
         return _shared
 

@@ -398,6 +398,15 @@ def default_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+def _forget_parent_scorer() -> None:
+    """In a forked child: the parent's pool has no driver threads here, so start a fresh one on use."""
+    global _shared, _shared_lock
+    _shared, _shared_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parent_scorer)
+
+
 def shared_scorer() -> Scorer:
     """The process-wide scorer and its verifier pool, started on first use and closed at exit."""
     global _shared

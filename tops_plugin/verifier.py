@@ -126,6 +126,7 @@ class Verifier:
         self._stats_lock = threading.Lock()
         self._tasks = _FairQueue()
         self._closed = False
+        self._owner = os.getpid()  # the drivers are threads of this process; a forked child has none
         self._lock = threading.Lock()
         self._workers: list[_Worker | None] = [None] * self.workers  # each driver's current worker
         self._drivers = [
@@ -146,6 +147,8 @@ class Verifier:
     def _submit_chunk(self, lane: object, items: list[tuple]) -> list[Future]:
         if self._closed:
             raise RuntimeError("Verifier is closed")
+        if os.getpid() != self._owner:
+            raise RuntimeError("Verifier was created in the parent process; create a new one after fork")
         futures = [Future() for _ in items]
         payloads = [(_as_text(item[0]), _as_text(item[1]), bool(item[2]) if len(item) > 2 else False)
                     for item in items]
