@@ -144,6 +144,10 @@ def _hub_source(problems: ProblemSet, counts: Counter, key: str) -> _Source:
         columns_of = {c: dataset.data.column(c).to_pylist() for c in wanted}  # whole columns, not row dicts
         kept = [i for i in range(total) if all(columns_of[c][i] in allowed for c, allowed in wanted.items())]
         counts["filtered_out"] += total - len(kept)
+        if not kept:
+            seen = "; ".join(f"{c}: {', '.join(sorted(map(repr, set(columns_of[c]))))[:300]}" for c in wanted)
+            raise ProblemSourceError(f"{key}.hub.filters: no row of dataset {source.name!r} split "
+                                     f"{source.split!r} matches {source.filters} (values present: {seen})")
     else:
         kept = list(range(total))
     stop = None if problems.limit is None else problems.skip + problems.limit
@@ -218,9 +222,10 @@ def read_set(recipe: Recipe, problems: ProblemSet, key: str = "problems") -> lis
 
 def build_pools(recipe: Recipe, out_dir: Path) -> dict:
     """Write `OUT/seed.jsonl`, `effort.jsonl`, `iteration.jsonl` (when configured) and `OUT/meta.json`;
-    returns the meta record."""
+    returns the meta record. Nothing is written unless every configured pool has problems."""
     taken: dict[str, str] = {}
-    meta: dict[str, Any] = {"pools": {}}
+    id_owners: dict[str, str] = {}  # problem id -> config key of the source it came from
+    drawn_pools: dict[str, tuple[list[dict], list[dict]]] = {}
     for pool, sets in pool_sets(recipe).items():
         if not sets:
             continue
@@ -231,9 +236,20 @@ def build_pools(recipe: Recipe, out_dir: Path) -> dict:
             counts: Counter = Counter()
             source = _open(recipe, problems, counts, key)
             drawn = _draw(source, problems, taken, pool, counts)
+            for row in drawn:  # later stages group samples by id: one id must be one problem
+                owner = id_owners.setdefault(str(row["id"]), key)
+                if owner != key:
+                    raise ProblemSourceError(f"{key}: problem id {row['id']!r} is also the id of another problem "
+                                             f"in {owner}; give the sources distinct ids (a hub source's id_key)")
             rows += drawn
             sources.append({"config": to_dict(problems), **source.info, "rows_available": source.size,
                             "kept": len(drawn), **_nest(counts)})
+        if not rows:
+            raise ProblemSourceError(f"data.{pool}: no problems left for the {pool} pool ("
+                                     + "; ".join(_describe(s) for s in sources) + ")")
+        drawn_pools[pool] = rows, sources
+    meta: dict[str, Any] = {"pools": {}}
+    for pool, (rows, sources) in drawn_pools.items():
         path = out_dir / f"{pool}.jsonl"
         write_jsonl(path, rows)
         meta["pools"][pool] = {"path": str(path), "sha256": sha256_file(path), "problems": len(rows),
@@ -245,6 +261,12 @@ def build_pools(recipe: Recipe, out_dir: Path) -> dict:
     with atomic_writer(out_dir / POOLS_META, "w") as handle:
         json.dump(meta, handle, indent=2)
     return meta
+
+
+def _describe(source: dict[str, Any]) -> str:
+    """One source's counts in words: '40 rows available, dropped: in_seed_pool 40'."""
+    dropped = ", ".join(f"{reason} {n}" for reason, n in source["dropped"].items())
+    return f"{source['rows_available']} rows available" + (f", dropped: {dropped}" if dropped else "")
 
 
 def _nest(counts: Counter) -> dict[str, Any]:
