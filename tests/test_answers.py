@@ -141,3 +141,36 @@ def test_split_thinking() -> None:
 def test_verdict_fields_are_the_record_schema() -> None:
     fields = judge(r"\boxed{2}", "2").fields()
     assert fields == {"pred": "2", "correct": True, "verdict": "correct", "answer_from": "final:boxed"}
+
+
+@pytest.mark.parametrize(
+    "response, gold",
+    [
+        # a conclusion the response then takes back, or a step before more work (golds that are not plain
+        # numbers, so that the last-number rule does not apply)
+        ("Some work.\nSo the value of x is \\(\\frac{5}{3}\\). Wait, no, that's not right. Let me reconsider.",
+         r"\frac{5}{3}"),
+        ("Some work.\nSo the value of x is 3 - 4i.\nHmm, that can't be right. I must have made a mistake somewhere.",
+         "3-4i"),
+        ("Step one.\nSo far the value of x is 7π, but I still need to find y. Let me find y next", r"7\pi"),
+        # a hypothesis, not a conclusion
+        ("Some work.\nI need to check whether the value of m is 7π.", r"7\pi"),
+        ("Some work.\nI doubt that the value of m is 7π.", r"7\pi"),
+        # a number word that is part of a larger phrase, not the answer
+        ("Some work.\nTherefore, the probability is one half.", "1"),
+        ("Some work.\nTherefore, the number of solutions is one more than the degree.", "1"),
+        ("Some work.\nSo the value of n is two less than m.", "2"),
+        ("Some work.\nThus, the function is one-to-one.", "1"),
+        ("Some work.\nTherefore, there are two cases to consider.", "2"),
+        ("Some work.\nTherefore, the number of marbles is twenty-one.", "20"),
+    ],
+)
+def test_prose_rules_do_not_accept_retracted_hypothetical_or_partial_statements(response: str, gold: str) -> None:
+    assert judge(response, gold).verdict != "correct"
+
+
+def test_number_words_stand_for_the_number_only_alone_or_before_plain_nouns() -> None:
+    assert normalize_answer("five red marbles") == "5"
+    assert normalize_answer("Twelve") == "12"
+    for text in ("one half", "two less than m", "one-to-one", "twenty-one", "three times y", "one of them"):
+        assert normalize_answer(text) == text, text

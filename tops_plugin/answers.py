@@ -194,18 +194,40 @@ NUMBER_WORDS: dict[str, str] = {
         "sixteen seventeen eighteen nineteen twenty".split()
     )
 }
+#: Words after a number word that make it part of a larger quantity or relation, not a count of things.
+_NOT_A_COUNTED_NOUN = frozenset(
+    [*NUMBER_WORDS, *"half halves third thirds quarter quarters fourth fourths fifth fifths sixth sixths seventh "
+     "sevenths eighth eighths ninth ninths tenth tenths hundred hundreds thousand thousands million millions "
+     "billion dozen more less than times fold of to or and plus minus over divided per point percent squared "
+     "cubed only when if unless".split()]
+)
 _STARTS_MATHEMATICAL = re.compile(r"\s*(?:[-−+\d.$\\(\[{π√∞]|(?:%s)\b)" % "|".join(NUMBER_WORDS), re.IGNORECASE)
+
+
+#: After a prose conclusion, words that take it back or say the work goes on.
+_REVISION = re.compile(
+    r"\b(?:wait|hmm+|however|actually|mistake|wrong|incorrect|not\s+(?:right|correct|sure|quite)|can't\s+be|"
+    r"reconsider|rethink|re-?examine|start\s+over|try\s+again|need\s+to|still\s+need|next)\b",
+    re.IGNORECASE,
+)
+#: Before a prose statement in its sentence, words that make it a hypothesis or a step, not a conclusion.
+_HYPOTHESIS = re.compile(r"\b(?:whether|if|suppose|assum\w*|doubt\w*|unless|wonder\w*|so\s+far)\b", re.IGNORECASE)
 
 
 def _prose_answer(text: str) -> tuple[str, int] | None:
     """The last conclusion stated in prose near the end of `text`, with its offset, if what it states
     starts as mathematics (a number, a number word, LaTeX) -- "the method is sound" is not an answer --
-    and nothing is computed after its line: a step followed by more arithmetic is not the conclusion."""
+    and nothing is computed after its line: a step followed by more arithmetic is not the conclusion.
+    Nor is a statement the text then takes back or goes on from ("Wait, no", "I still need to find y")
+    or one put as a hypothesis in its sentence ("check whether the value of m is 12")."""
     floor = len(text) - PROSE_TAIL_CHARS
     best: tuple[str, int] | None = None
     for pattern in _PROSE:
         for match in pattern.finditer(text, max(floor, 0)):
-            if _COMPUTATION.search(text, match.end("ans")):
+            if _COMPUTATION.search(text, match.end("ans")) or _REVISION.search(text, match.start("ans")):
+                continue
+            sentence_start = max(text.rfind(mark, 0, match.start("ans")) for mark in ".!?\n") + 1
+            if _HYPOTHESIS.search(text[sentence_start:match.start("ans")]):
                 continue
             answer = _clip_phrase(re.split(r",\s+(?:which|so|because|since|as|and)\b", match.group("ans"))[0])
             if answer and _STARTS_MATHEMATICAL.match(answer) and (best is None or match.start() > best[1]):
@@ -298,10 +320,12 @@ def normalize_answer(answer: str) -> str:
     text = _TEXT_UNIT_RE.sub(r"\1", text)
     text = text.replace("π", "\\pi").replace("√", "\\sqrt")
     text = text.strip().rstrip(".").strip()
-    # five red marbles -> 5 (small integers written as words)
-    word = re.match(r"([A-Za-z]+)\b", text)
-    if word and word.group(1).lower() in NUMBER_WORDS and re.fullmatch(r"[A-Za-z]+(?:[\s-]+[A-Za-z]+)*", text):
-        text = NUMBER_WORDS[word.group(1).lower()]
+    # five red marbles -> 5 (a small integer written as a word, alone or before a few plain nouns; not
+    # "one half", "two less than m", "twenty-one", "one-to-one")
+    words = text.lower().split()
+    if (words and words[0] in NUMBER_WORDS and len(words) <= 4 and all(w.isalpha() for w in words)
+            and not _NOT_A_COUNTED_NOUN.intersection(words[1:])):
+        text = NUMBER_WORDS[words[0]]
     # 12^{th} grade -> 12 ; 864 square inches -> 864 ; 15 cm^2 -> 15
     number_then_words = _NUMBER_THEN_WORDS.fullmatch(text)
     if number_then_words:
