@@ -268,11 +268,15 @@ def _key(row: dict) -> SampleKey:
 
 def judged_keys(samples_path: Path) -> dict[SampleKey, str | None]:
     """Samples already in samples.jsonl (after cutting a torn last line), each with the `judge_key` of its
-    verdict: what decided it (response, gold, truncation, checker version; None for rows without one)."""
+    verdict: what decided it (response, gold, truncation, checker version; None for rows without one, and
+    for a `timeout` or `error` verdict, which depends on the machine, not on the row: judged again)."""
+    from tops_plugin.judging import UNSETTLED_VERDICTS
+
     if not samples_path.exists():
         return {}
     repair_tail(samples_path)
-    return {_key(row): row.get("judge_key") for row in read_jsonl(samples_path, require=("benchmark", "id"))}
+    return {_key(row): None if row.get("verdict") in UNSETTLED_VERDICTS else row.get("judge_key")
+            for row in read_jsonl(samples_path, require=("benchmark", "id"))}
 
 
 def _up_to_date(row: dict, done: dict[SampleKey, str | None]) -> bool:

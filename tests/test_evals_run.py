@@ -364,3 +364,17 @@ def test_responses_of_benchmarks_not_asked_for_are_skipped_and_counted(toy, data
     write_jsonl(responses, rows + [{"id": "nowhere", "response": "1"}])
     assert run.main(argv[:-2] + [str(tmp_path / "run2"), "--quiet"]) == 2
     assert f"{responses}:5: unknown problem id 'nowhere'" in capsys.readouterr().err
+
+
+def test_a_timeout_verdict_is_judged_again_on_resume(toy):
+    """A timeout says the machine was busy, not what the answer is: a rerun judges it again (as check does)."""
+    out = toy["dir"] / "run"
+    first = run_eval(responses_config(toy, out)).summary
+    samples = out / "samples.jsonl"
+    rows = list(read_jsonl(samples))
+    rows[0].update(verdict="timeout", correct=False, pred=None)
+    write_jsonl(samples, rows)
+    again = run_eval(responses_config(toy, out)).summary
+    assert again["run"]["judged_again"] == 1 and again["run"]["judged_now"] == 1
+    assert again["results"] == first["results"]
+    assert [r["verdict"] for r in read_jsonl(samples)].count("timeout") == 0

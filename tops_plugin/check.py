@@ -24,13 +24,10 @@ from rich.console import Console
 
 from tops_plugin.answers import VERDICTS
 from tops_plugin.cli_args import input_file, output_file, positive_float, positive_int, same_file
-from tops_plugin.judging import VERDICT_FIELDS, gold_of, is_truncated, judge_key, judge_rows
+from tops_plugin.judging import UNSETTLED_VERDICTS, VERDICT_FIELDS, gold_of, is_truncated, judge_key, judge_rows
 from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
 from tops_plugin.progress import ProgressDisplay
 from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
-
-#: Verdicts that say how judging went, not what the answer is: judged again on resume.
-UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

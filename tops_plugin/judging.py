@@ -27,6 +27,7 @@ from tops_plugin.answers import THINKING_TAGS, Verdict, judge
 
 __all__ = [
     "CheckMany",
+    "UNSETTLED_VERDICTS",
     "VERDICT_FIELDS",
     "check_in_process",
     "checker_version",
@@ -38,6 +39,9 @@ __all__ = [
 
 #: The fields `judge_rows` adds to every row.
 VERDICT_FIELDS: tuple[str, ...] = ("pred", "correct", "verdict", "answer_from", "truncated", "judge_key")
+
+#: Verdicts that say how judging went, not what the answer is: a resumed run judges them again.
+UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 
 #: `finish_reason` values that mean the model stopped by itself.
 FINISHED_REASONS = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
