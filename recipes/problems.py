@@ -237,10 +237,11 @@ def build_pools(recipe: Recipe, out_dir: Path) -> dict:
             source = _open(recipe, problems, counts, key)
             drawn = _draw(source, problems, taken, pool, counts)
             for row in drawn:  # later stages group samples by id: one id must be one problem
-                owner = id_owners.setdefault(str(row["id"]), key)
-                if owner != key:
+                owner = id_owners.get(str(row["id"]))
+                if owner is not None:  # this source's own earlier row, or another source's
                     raise ProblemSourceError(f"{key}: problem id {row['id']!r} is also the id of another problem "
                                              f"in {owner}; give the sources distinct ids (a hub source's id_key)")
+                id_owners[str(row["id"])] = key
             rows += drawn
             sources.append({"config": to_dict(problems), **source.info, "rows_available": source.size,
                             "kept": len(drawn), **_nest(counts)})

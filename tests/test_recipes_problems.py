@@ -131,13 +131,16 @@ def test_source_errors_name_the_key_or_the_dataset(tmp_path, monkeypatch):
      r"data.iteration: no problems left for the iteration pool \(3 rows available, dropped: in_seed_pool 3\)"),
     ({"iteration": [{"path": "math_train.jsonl"}, {"path": "more.jsonl"}]},
      r"data.iteration\[1\]: problem id 'train/2' is also the id of another problem in data.iteration\[0\]"),
+    ({"iteration": [{"path": "more.jsonl"}]},
+     r"data.iteration\[0\]: problem id 'train/2' is also the id of another problem in data.iteration\[0\]"),
 ])
 def test_pools_that_would_fail_later_stages_are_refused_before_any_is_written(tmp_path, data, message):
     hub = _hub_folder(tmp_path)
     if "hub" in data.get("seed", {}):
         data["seed"]["hub"]["name"] = str(hub)
     config = _config(tmp_path, hub, **data)
-    (tmp_path / "data" / "more.jsonl").write_text(json.dumps({"id": "train/2", "problem": "2 + 9?", "answer": "11"}))
+    (tmp_path / "data" / "more.jsonl").write_text("".join(json.dumps({"id": "train/2", "problem": text, "answer": "1"})
+                                                          + "\n" for text in ("2 + 9?", "3 + 9?")))
     with pytest.raises(ProblemSourceError, match=message):
         _run(config, tmp_path / "run")
     assert not (tmp_path / "run" / "problems").exists()
