@@ -46,6 +46,14 @@ def test_eval_stage_runs_tables_2_and_3_then_compares(tmp_path):
     assert plan.outputs[-1] == tmp_path / "eval" / "compare" / "compare.md"
 
 
+@pytest.mark.parametrize("config", ["qwen2.5-32b-tops.yaml", "llama3.1-8b-tops.yaml"])
+def test_both_paper_configs_evaluate_the_tag_model_per_effort_and_the_base_model_greedy(config, tmp_path):
+    (plan,) = plan_all(load_config(CONFIGS / config, {"run_dir": str(tmp_path)}), ["eval"])
+    runs = {Path(args["out"]).name: args for args in map(_eval_args, plan.commands[:-1])}
+    assert runs["tag"]["effort"] == ("low", "medium", "high") and runs["base-greedy"]["greedy"]
+    assert {"base", "tops", "random", "iter-sft", "iter-dpo"} <= set(runs)
+
+
 def test_published_figures_are_data_in_the_config():
     recipe = load_config(PAPER)
     reference = parse_reference(recipe.eval.reference)
