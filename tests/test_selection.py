@@ -442,3 +442,21 @@ def test_cli_added_seed_rows_obey_max_len_and_a_bad_seed_line_is_named(tmp_path,
     seed.write_text(json.dumps({"prompt": "Problem s", "response": "x", "id": "s3", "effort": "low"}) + "\n")
     code, _, _ = run_cli(tmp_path, [gen("p", None, 0, 5, "correct")], "--mode", "shortest", "--add-seed", str(seed))
     assert code == 2 and "seed.jsonl:1: not a seed-mode SFT row" in " ".join(capsys.readouterr().err.split())
+
+
+def test_iter_dpo_with_effort_prompts_never_emits_a_rejected_that_no_longer_fits_under_the_chosen_prompt():
+    """With --keep-effort-prompt the pair takes the chosen response's (longer, high-effort) prompt: a
+    rejected response measured under its own shorter low-effort prompt may not fit any more."""
+    from tops_plugin.openrlhf import TrainLength, prompt_messages
+
+    rejected = "word " * 200
+    rows = [gen("a", "high", 0, 5, "correct", response="\\boxed{1}"), gen("a", "low", 0, 201, "wrong", response=rejected)]
+    limit = TrainLength(4096)
+    fits_alone = limit.measure(prompt_messages(rows[1], "low"), rejected)[1]
+    assert limit.measure(prompt_messages(rows[1], "high"), rejected)[1] > fits_alone
+    result = select(rows, SelectionConfig(mode="iter-dpo", keep_effort_prompt=True, max_len=fits_alone))
+    assert result.rows == []
+    assert result.stats.excluded == {"over_max_len_rejected": 1}
+    assert result.stats.dropped["no_rejectable_that_fits"] == 1
+    [pair] = select(rows, SelectionConfig(mode="iter-dpo", keep_effort_prompt=True, max_len=fits_alone + 60)).rows
+    assert pair["rejected"][0]["content"] == rejected

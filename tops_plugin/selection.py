@@ -238,7 +238,7 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
     stats.verdicts = {str(k): v for k, v in sorted(verdicts.items(), key=lambda kv: str(kv[0]))}
     stats.excluded = dict(sorted(excluded.items()))
     stats.truncated = dict(sorted(truncated.items()))
-    out = _emit_pairs(problems, config, stats) if pairs_wanted else _emit_sft(problems, config, stats)
+    out = _emit_pairs(problems, config, stats, limit) if pairs_wanted else _emit_sft(problems, config, stats)
     stats.rows_out = len(out)
     return Selection(out, stats)
 
@@ -300,8 +300,13 @@ def _emit_sft(problems: dict, config: SelectionConfig, stats: SelectionStats) ->
     return out
 
 
-def _emit_pairs(problems: dict, config: SelectionConfig, stats: SelectionStats) -> list[dict]:
+def _emit_pairs(
+    problems: dict, config: SelectionConfig, stats: SelectionStats, limit: TrainLength | None
+) -> list[dict]:
+    """The DPO pairs. A rejected response was measured under its own prompt; the pair takes the chosen
+    one's, which differs only with `keep_effort_prompt` and another effort: then it is measured again."""
     out, chosen_lengths, rejected_lengths = [], [], []
+    excluded = Counter(stats.excluded)
     pairs = Counter({"longest_wrong": 0, "shorter_wrong": 0})
     dropped = Counter({"no_correct": 0, "no_rejectable": 0})
     for problem_id, state in _drain(problems):
@@ -317,9 +322,15 @@ def _emit_pairs(problems: dict, config: SelectionConfig, stats: SelectionStats) 
             rejected.append(("shorter_wrong", shortest))
         prompt = _prompt(state, chosen.effort, config)
         emitted = 0
+        over = 0
         for pair, reject in rejected:
             if reject.response == chosen.response:
                 continue  # same text judged both ways: no preference to learn
+            if (limit is not None and config.keep_effort_prompt and reject.effort != chosen.effort
+                    and not limit.fits(prompt, reject.response)):
+                excluded["over_max_len_rejected"] += 1
+                over += 1
+                continue
             out.append(dpo_row(prompt, chosen.response, reject.response, pair=pair, id=problem_id,
                                chosen_tokens=chosen.tokens, rejected_tokens=reject.tokens,
                                chosen_sample=chosen.sample, rejected_sample=reject.sample))
@@ -330,8 +341,9 @@ def _emit_pairs(problems: dict, config: SelectionConfig, stats: SelectionStats) 
             chosen_lengths.append(chosen.tokens)
             _count_effort(stats, chosen.effort, state.info, config)
         else:
-            dropped["identical_text"] += 1
+            dropped["no_rejectable_that_fits" if over else "identical_text"] += 1
     stats.dropped = dict(dropped)
+    stats.excluded = dict(sorted(excluded.items()))
     stats.pairs = dict(pairs)
     stats.problems_out = len(chosen_lengths)
     stats.chosen_tokens = _summary(chosen_lengths)
