@@ -45,7 +45,8 @@ def test_missing_key_and_skip_bad(tmp_path: Path, capsys) -> None:
         capsys.readouterr().err)
     assert main([str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--workers", "1", "--skip-bad"]) == 0
     assert [r["response"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["1", "3"]
-    assert "skipped" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "in.jsonl:2: missing key 'answer'" in err and "[yellow]" not in err  # no raw markup
 
 
 def test_interrupted_run_resumes(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from tops_plugin.answers import VERDICTS
 from tops_plugin.cli_args import input_file, output_file, positive_float, positive_int, same_file
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     judged = sum(counts.values())
     for error in bad:
-        console.print(f"[yellow]skipped:[/] {error}", markup=False)
+        console.print(f"[yellow]skipped:[/] {escape(str(error))}")
     if bad and judged + done == 0:  # nothing but skipped rows: an empty output would pass for a result
         if partial.exists() and partial.stat().st_size == 0:
             partial.unlink()
