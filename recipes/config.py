@@ -351,6 +351,12 @@ class RL:
         _check(1 <= self.reward_server_port <= 65535, "reward_server_port", "must be a TCP port (1-65535)")
         _check("working_dir" not in self.runtime_env, "runtime_env.working_dir",
                "is the stage's job folder (reward file and config); ship other files with py_modules")
+        modules, env_vars = self.runtime_env.get("py_modules", []), self.runtime_env.get("env_vars", {})
+        _check(isinstance(modules, list) and all(isinstance(m, str) for m in modules), "runtime_env.py_modules",
+               "expected a list of paths or URIs, as Ray takes it")
+        _check(isinstance(env_vars, dict) and all(isinstance(v, str) for v in env_vars.values()),
+               "runtime_env.env_vars", "expected a mapping of names to strings (Ray refuses other values): "
+               "quote numbers")
         _check_reward(self.reward)
         _check(
             self.estimator not in ("rloo", "reinforce_baseline", "group_norm", "dr_grpo")

@@ -116,7 +116,9 @@ def test_extra_runtime_env_fields_and_bad_reward_settings(tmp_path):
     assert env["env_vars"] == {"TOPS_REWARD_CONFIG": "reward.yaml", "A": "1"}
     for change, key in (({"rl.reward": {"mode": "fastest"}}, "rl.reward"),
                         ({"rl.reward": {"mode": "correct", "flor": 0.5}}, "rl.reward.flor"),
-                        ({"rl.runtime_env": {"working_dir": "/x"}}, "rl.runtime_env.working_dir")):
+                        ({"rl.runtime_env": {"working_dir": "/x"}}, "rl.runtime_env.working_dir"),
+                        ({"rl.runtime_env": {"py_modules": "/opt/lib"}}, "rl.runtime_env.py_modules"),
+                        ({"rl.runtime_env": {"env_vars": {"OMP_NUM_THREADS": 4}}}, "rl.runtime_env.env_vars")):
         with pytest.raises(ConfigError) as info:
             load_config(PAPER, change)
         assert info.value.key == key
