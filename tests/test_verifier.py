@@ -237,3 +237,25 @@ def test_a_forked_child_gets_its_own_pool_and_never_hangs(tmp_path: Path) -> Non
     while psutil.pid_exists(int(server)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not psutil.pid_exists(int(server)) or psutil.Process(int(server)).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_callers_working_directory_shadows_nothing(tmp_path: Path) -> None:
+    # A run started from a folder holding a `sympy/` and an old copy of this package: the caller, a script
+    # elsewhere, imports neither, and neither may its workers.
+    for name in ("sympy", "tops_plugin"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise SystemExit('imported the {name} in the cwd')\n")
+    script = tmp_path / "bin" / "run.py"
+    script.parent.mkdir()
+    script.write_text(textwrap.dedent(
+        """
+        from tops_plugin.verifier import Verifier
+        with Verifier(workers=1, timeout=5) as pool:
+            print(pool.check(r"\\boxed{1}", "1").verdict, pool.stats["start_failures"])
+        """
+    ))
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (repo, os.environ.get("PYTHONPATH"))))}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)
+    assert proc.stdout.split() == ["correct", "0"], proc.stderr[-2000:]

@@ -110,10 +110,13 @@ class ForkServer:
 
     def __init__(self, start_timeout: float):
         self._control, theirs = socket.socketpair()
-        # This very package, first on the path: not another copy that the caller's directory may hold.
-        package_root = str(Path(__file__).resolve().parent.parent)
+        # The caller's own import path, with this very package first: `python -c` would otherwise put the
+        # working directory first, and a `sympy/` or another copy of this package there would shadow the
+        # caller's (the caller's script directory, not its working directory, heads its path).
+        paths = [str(Path(__file__).resolve().parent.parent)]
+        paths += [path for path in sys.path if isinstance(path, str) and path not in paths]
         code = (
-            f"import sys; sys.path.insert(0, {package_root!r}); "
+            f"import sys; sys.path[:] = {paths!r}; "
             f"from tops_plugin.judge_workers import serve; serve({theirs.fileno()})"
         )
         try:
