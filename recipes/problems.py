@@ -105,6 +105,9 @@ def _load_hub(source: HubSource) -> tuple[Any, dict[str, Any]]:
     folder = Path(source.name).expanduser()
     revision = source.revision
     info: dict[str, Any] = {"name": source.name, "split": source.split, "config": source.config}
+    if not folder.exists() and source.name.startswith(("/", ".", "~")):
+        raise ProblemSourceError(f"no such dataset folder {str(folder.absolute())!r} (hub.name {source.name!r}; "
+                                 "a relative folder is taken from the working directory)")
     if folder.exists():  # a local dataset folder: identified by its files' digests
         info["files"] = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
                          if p.is_file() and not p.name.startswith(".")}

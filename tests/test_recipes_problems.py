@@ -117,6 +117,9 @@ def test_source_errors_name_the_key_or_the_dataset(tmp_path, monkeypatch):
     bad = _config(tmp_path, hub, seed={"hub": {"name": str(hub), "filters": {"origin": "x"}}})
     with pytest.raises(ProblemSourceError, match=r"data.seed.hub: .* no column\(s\) \['origin'\]"):
         _run(bad, tmp_path / "run")
+    missing = _config(tmp_path, hub, seed={"hub": {"name": str(tmp_path / "numina-typo")}})
+    with pytest.raises(ProblemSourceError, match="no such dataset folder .*numina-typo"):
+        _run(missing, tmp_path / "run")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     offline = _config(tmp_path, hub, seed={"hub": {"name": "AI-MO/NuminaMath-CoT"}})
     with pytest.raises(ProblemSourceError, match="cannot reach the hub for dataset 'AI-MO/NuminaMath-CoT'"):
