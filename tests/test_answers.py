@@ -153,6 +153,7 @@ def test_verdict_fields_are_the_record_schema() -> None:
         ("Some work.\nSo the value of x is 3 - 4i.\nHmm, that can't be right. I must have made a mistake somewhere.",
          "3-4i"),
         ("Step one.\nSo far the value of x is 7π, but I still need to find y. Let me find y next", r"7\pi"),
+        ("Work.\nSo the value of x is 7π, which contradicts the assumption. Hence there is no such x.", r"7\pi"),
         # a hypothesis, not a conclusion
         ("Some work.\nI need to check whether the value of m is 7π.", r"7\pi"),
         ("Some work.\nI doubt that the value of m is 7π.", r"7\pi"),

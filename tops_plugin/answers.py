@@ -207,7 +207,8 @@ _STARTS_MATHEMATICAL = re.compile(r"\s*(?:[-−+\d.$\\(\[{π√∞]|(?:%s)\b)" %
 #: After a prose conclusion, words that take it back or say the work goes on.
 _REVISION = re.compile(
     r"\b(?:wait|hmm+|however|actually|mistake|wrong|incorrect|not\s+(?:right|correct|sure|quite)|can't\s+be|"
-    r"reconsider|rethink|re-?examine|start\s+over|try\s+again|need\s+to|still\s+need|next)\b",
+    r"reconsider|rethink|re-?examine|start\s+over|try\s+again|need\s+to|still\s+need|next|contradict\w*|"
+    r"impossible|no\s+(?:such|solution)|does(?:n't|\s+not)\s+work)\b",
     re.IGNORECASE,
 )
 #: Before a prose statement in its sentence, words that make it a hypothesis or a step, not a conclusion.
