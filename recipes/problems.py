@@ -145,6 +145,11 @@ def _hub_source(problems: ProblemSet, counts: Counter, key: str) -> _Source:
     if source.filters:
         wanted = {c: set(v if isinstance(v, list) else [v]) for c, v in source.filters.items()}
         columns_of = {c: dataset.data.column(c).to_pylist() for c in wanted}  # whole columns, not row dicts
+        for column, values in columns_of.items():
+            odd = next((v for v in values if isinstance(v, (list, dict))), None)
+            if odd is not None:
+                raise ProblemSourceError(f"{key}.hub.filters.{column}: the column holds {type(odd).__name__} values "
+                                         f"(e.g. {str(odd)[:80]}); a filter matches whole values (text, numbers)")
         kept = [i for i in range(total) if all(columns_of[c][i] in allowed for c, allowed in wanted.items())]
         counts["filtered_out"] += total - len(kept)
         if not kept:

@@ -26,7 +26,7 @@ def _hub_folder(root: Path) -> Path:
     rows = []
     for i in range(40):
         rows.append({"problem": f"Compute {i} + {i}.", "solution": f"Add: {i} + {i} = \\boxed{{{2 * i}}}.",
-                     "source": SOURCES[i % 4]})
+                     "source": SOURCES[i % 4], "tags": ["x", "y"]})
     # Rows with i % 4 == 3 are synthetic_math, filtered out; among the other 30:
     rows[4]["solution"] = "We prove the claim by induction."  # no boxed answer
     rows[5]["solution"] = "So it is \\boxed{???}."  # not mathematics
@@ -130,6 +130,8 @@ def test_source_errors_name_the_key_or_the_dataset(tmp_path, monkeypatch):
     ({"seed": {"hub": {"filters": {"source": "Olympiads"}}}},  # the column holds 'olympiads'
      r"data.seed.hub.filters: no row of dataset .* matches \{'source': 'Olympiads'\} \(values present: "
      r"source: 'amc_aime', 'cn_k12', 'olympiads', 'synthetic_math'\)"),
+    ({"seed": {"hub": {"filters": {"tags": "x"}}}},
+     r"data.seed.hub.filters.tags: the column holds list values \(e.g. \['x', 'y'\]\); a filter matches whole"),
     ({"seed": {"path": "math_train.jsonl"}},  # takes every iteration problem first
      r"data.iteration: no problems left for the iteration pool \(3 rows available, dropped: in_seed_pool 3\)"),
     ({"iteration": [{"path": "math_train.jsonl"}, {"path": "more.jsonl"}]},
