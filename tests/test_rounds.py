@@ -242,3 +242,14 @@ def test_answers_inside_display_math_close_their_round():
     assert [r.answer for r in rounds] == ["12", "14"]
     assert rounds[0].text(response).rstrip().endswith("\\]")
     assert rounds[1].start == response.index("Wait")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("\\boxed{3} and " * 20000, 1),  # one long line of boxes: one sentence, one round
+    ("the answer is 4, " * 20000, 1),  # many anchors in one sentence commit once
+    ("Wait, \\boxed{3}. Wait, \\boxed{4}. " * 10000, 20000),  # alternating answers after markers
+])
+def test_hostile_long_responses_split_in_one_pass(text, expected):
+    # Each committed answer finds its sentence end and reflections by bisection, not by rescanning the
+    # text: quadratic work here would take minutes (these are ~300 KB).
+    assert len(split_rounds(text)) == expected

@@ -56,6 +56,7 @@ Limits, known and accepted:
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -230,12 +231,24 @@ _SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n")
 _CLOSING_RE = re.compile(r"(?:[ \t]*(?:\\\]|\\\)|\$\$?|[.!?]))*")
 
 
-def _sentence_end(text: str, pos: int, limit: int) -> int:
-    """End of the sentence holding `pos` (after its period, or at its line break), never past `limit`;
-    a math span or sentence closing right after it goes with it (``\\boxed{5} \\]``)."""
-    match = _SENTENCE_END_RE.search(text, pos, limit)
-    end = limit if match is None else match.end() if match.group(0) != "\n" else match.start()
-    return min(limit, _CLOSING_RE.match(text, end, limit).end())
+class _SentenceEnds:
+    """Where the sentences of a region end (after the period, or at the line break), found in one pass so
+    that each committed answer finds its sentence's end by bisection (a 1 MB line costs one scan)."""
+
+    def __init__(self, text: str, span: tuple[int, int]):
+        self.text, self.limit = text, span[1]
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for match in _SENTENCE_END_RE.finditer(text, *span):
+            self.starts.append(match.start())
+            self.ends.append(match.start() if match.group(0) == "\n" else match.end())
+
+    def after(self, pos: int) -> int:
+        """End of the sentence holding `pos`, never past the region; a math span or sentence closing
+        right after it goes with it (``\\boxed{5} \\]``)."""
+        index = bisect_left(self.starts, pos)
+        end = self.limit if index == len(self.starts) else self.ends[index]
+        return min(self.limit, _CLOSING_RE.match(self.text, end, self.limit).end())
 
 
 _CONSTANT_COMMANDS_RE = re.compile(r"\\(?:[dt]?frac|sqrt|pi|cdot|times|left|right|circ)(?![A-Za-z])|\\[,;!: ]")
@@ -281,28 +294,39 @@ _METHOD_RANK = {"boxed": 0, "phrase": 1, "equation": 2}
 _BOX_START_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 
 
-def _boxed_commitments(text: str, span: tuple[int, int]) -> Iterator[_Commitment]:
+def _boxed_commitments(text: str, span: tuple[int, int], ends: _SentenceEnds) -> Iterator[_Commitment]:
     start, end = span
     boxes = [m.start() for m in _BOX_START_RE.finditer(text, start, end)]
     for box, following in zip(boxes, boxes[1:] + [end]):
         content = last_boxed(text[box:following])  # the one box of this slice
         if content is not None and content.strip():
             close = box + text[box:following].find(content) + len(content)
-            yield _Commitment(box, _sentence_end(text, close, end), content.strip(), "boxed")
+            yield _Commitment(box, ends.after(close), content.strip(), "boxed")
 
 
-def _phrase_commitments(text: str, span: tuple[int, int], config: RoundConfig) -> Iterator[_Commitment]:
+#: How far after its anchor a phrased answer is read ("the answer is …"): answers are short, and a bound
+#: keeps a megabyte-long line with many anchors linear.
+_PHRASE_REACH = 500
+
+
+def _phrase_commitments(
+    text: str, span: tuple[int, int], ends: _SentenceEnds, config: RoundConfig
+) -> Iterator[_Commitment]:
     start, end = span
+    last_per_sentence: dict[int, re.Match[str]] = {}  # one sentence commits once: its last anchor counts
     for match in config.answer_phrase_re.finditer(text, start, end):
-        line_end = text.find("\n", match.end(), end)
-        line_end = end if line_end < 0 else line_end
-        found = extract_answer(text[max(start, _sentence_start(text, match.start())) : line_end])
+        last_per_sentence[ends.after(match.end())] = match
+    for sentence_end, match in last_per_sentence.items():
+        reach = min(sentence_end, match.end() + _PHRASE_REACH)
+        found = extract_answer(text[max(start, _sentence_start(text, match.start())) : reach])
         if found is not None and found.method == "phrase" and found.text.strip():
             answer = _FILLER_RE.sub("", found.text.strip()) or found.text.strip()
-            yield _Commitment(match.start(), _sentence_end(text, match.end(), end), answer, "phrase")
+            yield _Commitment(match.start(), sentence_end, answer, "phrase")
 
 
-def _equation_commitments(text: str, span: tuple[int, int], config: RoundConfig) -> Iterator[_Commitment]:
+def _equation_commitments(
+    text: str, span: tuple[int, int], ends: _SentenceEnds, config: RoundConfig
+) -> Iterator[_Commitment]:
     """Constant `= N` conclusions that end a sentence or line (cued, when cues are configured)."""
     start, end = span
     for pattern, needs_constant in ((config.equation_re, False), (config.math_equation_re, True)):
@@ -314,7 +338,7 @@ def _equation_commitments(text: str, span: tuple[int, int], config: RoundConfig)
                 if not config.cue_re.search(text, max(start, _sentence_start(text, match.start())), match.start()):
                     continue
             answer = answer if needs_constant else re.sub(r"\s+", "", answer)
-            yield _Commitment(match.start("ans"), _sentence_end(text, match.start("ans"), end), answer, "equation")
+            yield _Commitment(match.start("ans"), ends.after(match.start("ans")), answer, "equation")
 
 
 # "the answer is indeed 12": the phrase capture keeps the adverb, which is no part of the answer.
@@ -325,9 +349,10 @@ _FILLER_RE = re.compile(r"^(?:(?:indeed|still|also|just|probably|likely|definite
 def _commitments(text: str, span: tuple[int, int], config: RoundConfig) -> list[_Commitment]:
     """Every answer committed to within `span`, in order, one per sentence (the strongest kind, then the
     last one of that kind, as `extract_answer` picks)."""
-    found = [*_boxed_commitments(text, span), *_phrase_commitments(text, span, config)]
+    ends = _SentenceEnds(text, span)
+    found = [*_boxed_commitments(text, span, ends), *_phrase_commitments(text, span, ends, config)]
     if config.equation_answers:
-        found += _equation_commitments(text, span, config)
+        found += _equation_commitments(text, span, ends, config)
     per_sentence: dict[int, _Commitment] = {}
     for item in found:
         best = per_sentence.get(item.end)
@@ -344,12 +369,14 @@ def _split_region(response: str, span: tuple[int, int], config: RoundConfig) -> 
     """Rounds of one region: each ends at a committed answer; the next starts at the first reflection
     marker after it (or right after it when none comes before the next answer)."""
     markers = _markers(response, span, config)
+    offsets = [pos for pos, _ in markers]
     rounds: list[Round] = []
     start = span[0]
-    marker = next((text for pos, text in markers if pos == start), None)
+    marker = markers[0][1] if markers and offsets[0] == start else None
     last_end = span[0]
     for item in _commitments(response, span, config):
-        reflected = [(pos, text) for pos, text in markers if last_end <= pos < item.pos]
+        first = bisect_left(offsets, last_end)  # the markers between the last answer and this one
+        reflected = markers[first:bisect_left(offsets, item.pos, first)]
         if rounds and not reflected and _same_answer(rounds[-1].answer, item.answer):
             # The same answer again without reflecting in between restates the conclusion: same round,
             # answered in the strongest form it took ("so 2 * 13 = 26. The answer is \\boxed{26}.").
