@@ -514,7 +514,8 @@ def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     for run in ev.models:
         model, model_dir = _eval_model(recipe, layout, run.model)
         out_dir = layout.data("eval", run.name)
-        commands.append(tuple(launch.eval_command(ev, run, model=model, out_dir=out_dir, data_dir=recipe.data.dir)))
+        commands.append(tuple(launch.eval_command(ev, run, model=model, out_dir=out_dir,
+                                                  data_dir=str(recipe.data_root()))))
         inputs += [model_dir] if model_dir else []
         run_dirs.append(out_dir)
         model_dirs.append(model_dir)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,10 +109,17 @@ def test_dry_run_lists_the_tag_model_efforts_base_greedy_and_comparison(tmp_path
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert tops.main(["--config", str(PAPER), "--dry-run", "--stage", "eval", "--run-dir", str(tmp_path)]) == 0
-    text = out.getvalue()
-    assert f"--effort low,medium,high --data-dir ../shared/data --out {tmp_path}/eval/tag" in text
-    assert f"--greedy --seed 0 --max-tokens 16384 --data-dir ../shared/data --out {tmp_path}/eval/base-greedy" in text
+    text, data = out.getvalue(), os.path.abspath("../shared/data")  # data.dir, as every stage reads it
+    assert f"--effort low,medium,high --data-dir {data} --out {tmp_path}/eval/tag" in text
+    assert f"--greedy --seed 0 --max-tokens 16384 --data-dir {data} --out {tmp_path}/eval/base-greedy" in text
     assert f"-m evals.compare {tmp_path}/eval/tag {tmp_path}/eval/base-greedy" in text
+
+
+def test_eval_reads_the_benchmarks_from_data_dir_as_expanded_for_the_other_stages(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_ROOT", str(tmp_path / "bench"))
+    recipe = load_config(PAPER, {"run_dir": str(tmp_path), "data.dir": "$BENCH_ROOT/math"})
+    (plan,) = plan_all(recipe, ["eval"])
+    assert {_eval_args(c)["data_dir"] for c in plan.commands[:-1]} == {str(tmp_path / "bench" / "math")}
 
 
 @pytest.mark.parametrize(("change", "key"), [
