@@ -545,7 +545,10 @@ def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
 
 
 def _rl_start_model(recipe: Recipe, layout: Layout) -> tuple[str, Path | None]:
-    return (recipe.rl.model, None) if recipe.rl.model else _tops_model(recipe, layout)
+    """The model RL starts from. A local folder is named absolutely: the Ray job runs in its own folder."""
+    model, model_dir = (recipe.rl.model, None) if recipe.rl.model else _tops_model(recipe, layout)
+    local = Path(model).expanduser()
+    return (os.path.abspath(local) if local.exists() else model), model_dir
 
 
 def plan_rl_data(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
