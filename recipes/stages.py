@@ -603,6 +603,8 @@ def plan_rl(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     partial = final.with_name(final.name + ".partial")
     job_dir = layout.data("rl", "job")
     reward = recipe.rl.reward_url or rl.REWARD_FILE
+    if recipe.rl.reward_url and Path(reward).expanduser().is_file():  # a file of yours: named from any folder
+        reward = os.path.abspath(Path(reward).expanduser())
     if recipe.rl.reward_server == "start":
         reward = rl.server_url(recipe.rl.reward_server_host, recipe.rl.reward_server_port)
     env = rl.runtime_env(job_dir, ship_plugin=recipe.rl.ship_plugin, extra=recipe.rl.runtime_env)

@@ -303,12 +303,15 @@ def test_the_reward_server_url_never_names_localhost_for_other_nodes(monkeypatch
     assert server_url("rm-host", 5123).startswith("http://rm-host:5123/")
 
 
-def test_a_local_start_model_given_relative_reaches_the_ray_job_absolute(tmp_path, monkeypatch):
+def test_a_local_start_model_and_reward_file_given_relative_reach_the_ray_job_absolute(tmp_path, monkeypatch):
     """The job's entrypoint runs in its working_dir copy on the head node, not where the recipe runs."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my-tops").mkdir()
-    (plan,) = plan_all(load_config(PAPER, {"run_dir": str(tmp_path / "run"), "rl.model": "my-tops"}), ["rl"])
+    (tmp_path / "my_reward.py").write_text("def reward_func(queries, prompts, labels): ...\n")
+    (plan,) = plan_all(load_config(PAPER, {"run_dir": str(tmp_path / "run"), "rl.model": "my-tops",
+                                           "rl.reward_url": "my_reward.py"}), ["rl"])
     command = list(plan.commands[0])
     assert command[command.index("--actor.model_name_or_path") + 1] == str(tmp_path / "my-tops")
+    assert command[command.index("--reward.remote_url") + 1] == str(tmp_path / "my_reward.py")
     (plan,) = plan_all(load_config(PAPER, {"run_dir": str(tmp_path / "run"), "rl.model": "Org/hub-model"}), ["rl"])
     assert "Org/hub-model" in plan.commands[0]
