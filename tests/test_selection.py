@@ -460,3 +460,18 @@ def test_iter_dpo_with_effort_prompts_never_emits_a_rejected_that_no_longer_fits
     assert result.stats.dropped["no_rejectable_that_fits"] == 1
     [pair] = select(rows, SelectionConfig(mode="iter-dpo", keep_effort_prompt=True, max_len=fits_alone + 60)).rows
     assert pair["rejected"][0]["content"] == rejected
+
+
+def test_iter_dpo_drop_reasons_name_the_role_that_was_excluded():
+    """An over-length *wrong* response does not make a problem without any correct one 'only over-length
+    correct', and an over-length *correct* one does not make a problem 'no rejectable that fits'."""
+    long = "word " * 600
+    rows = [
+        gen("none", None, 0, 600, "wrong", response=long),  # no correct at all; its wrong is over-length
+        gen("rej", None, 0, 600, "correct", response=long),  # a correct one over-length, one that fits
+        gen("rej", None, 1, 5, "correct"),  # ... and no wrong response at all
+    ]
+    result = select(rows, SelectionConfig(mode="iter-dpo", max_len=256))
+    assert result.rows == []
+    assert result.stats.dropped == {"no_correct": 1, "no_rejectable": 1}
+    assert result.stats.excluded == {"over_max_len_correct": 1, "over_max_len_rejected": 1}

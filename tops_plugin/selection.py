@@ -167,6 +167,9 @@ class _Candidate:
         return (self.sample, _effort_rank(self.effort), self.order)
 
 
+REJECTED_OVER_MAX_LEN = "rejected_over_max_len"  # a wrong response left out: not a reason to lack a correct one
+
+
 class _Problem:
     """Per-problem state. The prompt and grouping fields are kept once, from the problem's first row
     (the prompt without its effort system prompt is the same for every response of a problem)."""
@@ -175,7 +178,7 @@ class _Problem:
 
     def __init__(self, row: dict, group_keys: tuple[str, ...]):
         self.best = self.longest_wrong = self.shortest_wrong = None
-        self.lost: set[str] = set()  # why candidates of this problem were excluded
+        self.lost: set[str] = set()  # why correct candidates were excluded (and REJECTED_OVER_MAX_LEN)
         prompt = {"messages": row["messages"], "effort": row.get("effort")} if row.get("messages") else {
             "problem": row.get("problem")}
         self.info = {**prompt, **{key: row[key] for key in group_keys if row.get(key) is not None}}
@@ -220,7 +223,7 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
         role = "correct" if verdict == "correct" else "rejected"
         if limit is not None and not limit.fits(_prompt(state, row.get("effort"), config), row["response"]):
             excluded[f"over_max_len_{role}"] += 1
-            state.lost.add("over_max_len")
+            state.lost.add("over_max_len" if role == "correct" else REJECTED_OVER_MAX_LEN)
             continue
         cand = _Candidate(row, order)
         if verdict == "correct":
@@ -315,7 +318,7 @@ def _emit_pairs(
             dropped[_drop_reason(state)] += 1
             continue
         if longest is None:
-            dropped["no_rejectable" + ("_that_fits" if "over_max_len" in state.lost else "")] += 1
+            dropped["no_rejectable" + ("_that_fits" if REJECTED_OVER_MAX_LEN in state.lost else "")] += 1
             continue
         rejected = [("longest_wrong", longest)]
         if shortest.length < chosen.length and shortest is not longest and shortest.response != longest.response:
@@ -353,9 +356,10 @@ def _emit_pairs(
 
 def _drop_reason(state: _Problem) -> str:
     """Why a problem has no target: no correct response at all, or only ones that were excluded."""
-    if not state.lost:
+    lost = sorted(state.lost - {REJECTED_OVER_MAX_LEN})
+    if not lost:
         return "no_correct"
-    return "only_" + "_or_".join(sorted(state.lost)) + "_correct"
+    return "only_" + "_or_".join(lost) + "_correct"
 
 
 def _select_seed(rows: Iterable[dict], config: SelectionConfig, limit: TrainLength | None) -> Selection:
