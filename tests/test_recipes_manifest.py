@@ -213,10 +213,11 @@ def test_generation_stage_resumes_its_partial_file_and_renames_at_the_end(tmp_pa
 
     problems = [{"id": f"p{i}", "problem": f"{i}+0?", "answer": str(i)} for i in range(3)]
     write_jsonl(tmp_path / "problems.jsonl", problems)
+    write_jsonl(tmp_path / "effort.jsonl", [{"id": "e0", "problem": "9+9?", "answer": "18"}])
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump({
         "models": {"base": "b", "teacher": "teacher-model"}, "run_dir": str(tmp_path / "run"),
-        "data": {"dir": str(tmp_path), "seed": "problems.jsonl", "effort": "problems.jsonl"},
+        "data": {"dir": str(tmp_path), "seed": "problems.jsonl", "effort": "effort.jsonl"},
         "generation": {"backend": "hf", "max_tokens": 8},
     }))
     assert execute(plan_stage("problems", load_config(config)), Manifest(tmp_path / "run")).ran  # the seed pool
