@@ -167,7 +167,7 @@ class _Candidate:
         return (self.sample, _effort_rank(self.effort), self.order)
 
 
-REJECTED_OVER_MAX_LEN = "rejected_over_max_len"  # a wrong response left out: not a reason to lack a correct one
+_REJECTED_OVER_MAX_LEN = "rejected_over_max_len"  # a wrong response left out: not a reason to lack a correct one
 
 
 class _Problem:
@@ -178,7 +178,7 @@ class _Problem:
 
     def __init__(self, row: dict, group_keys: tuple[str, ...]):
         self.best = self.longest_wrong = self.shortest_wrong = None
-        self.lost: set[str] = set()  # why correct candidates were excluded (and REJECTED_OVER_MAX_LEN)
+        self.lost: set[str] = set()  # why correct candidates were excluded (and _REJECTED_OVER_MAX_LEN)
         prompt = {"messages": row["messages"], "effort": row.get("effort")} if row.get("messages") else {
             "problem": row.get("problem")}
         self.info = {**prompt, **{key: row[key] for key in group_keys if row.get(key) is not None}}
@@ -223,7 +223,7 @@ def _select_responses(counted: Iterable[dict], config: SelectionConfig, limit: T
         role = "correct" if verdict == "correct" else "rejected"
         if limit is not None and not limit.fits(_prompt(state, row.get("effort"), config), row["response"]):
             excluded[f"over_max_len_{role}"] += 1
-            state.lost.add("over_max_len" if role == "correct" else REJECTED_OVER_MAX_LEN)
+            state.lost.add("over_max_len" if role == "correct" else _REJECTED_OVER_MAX_LEN)
             continue
         cand = _Candidate(row, order)
         if verdict == "correct":
@@ -318,7 +318,7 @@ def _emit_pairs(
             dropped[_drop_reason(state)] += 1
             continue
         if longest is None:
-            dropped["no_rejectable" + ("_that_fits" if REJECTED_OVER_MAX_LEN in state.lost else "")] += 1
+            dropped["no_rejectable" + ("_that_fits" if _REJECTED_OVER_MAX_LEN in state.lost else "")] += 1
             continue
         rejected = [("longest_wrong", longest)]
         if shortest.length < chosen.length and shortest is not longest and shortest.response != longest.response:
@@ -356,7 +356,7 @@ def _emit_pairs(
 
 def _drop_reason(state: _Problem) -> str:
     """Why a problem has no target: no correct response at all, or only ones that were excluded."""
-    lost = sorted(state.lost - {REJECTED_OVER_MAX_LEN})
+    lost = sorted(state.lost - {_REJECTED_OVER_MAX_LEN})
     if not lost:
         return "no_correct"
     return "only_" + "_or_".join(lost) + "_correct"
