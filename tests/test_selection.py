@@ -223,6 +223,8 @@ def test_read_records_names_file_and_line(tmp_path):
     ({"verdict": "wrong"}, "'verdict' 'wrong' contradicts 'correct' true"),
     ({"verdict": None, "correct": "yes"}, "no verdict"),
     ({"truncated": "false"}, "'truncated' must be true or false"),
+    ({"messages": None, "problem": ["q"]}, "'problem' must be a string"),
+    ({"messages": [{"role": "assistant", "content": "x"}]}, "no user message: no prompt to train on"),
 ])
 def test_untrustworthy_fields_are_refused_with_file_and_line(tmp_path, change, reason):
     path = tmp_path / "gens.jsonl"

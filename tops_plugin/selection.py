@@ -498,8 +498,12 @@ def _record_problem(row: dict, need_verdict: bool, check_tokens: bool) -> str | 
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in messages)):
         return "'messages' must be a list of {role, content} string pairs"
+    if messages and not any(m["role"] == "user" for m in messages):
+        return "'messages' has no user message: no prompt to train on"
     if not messages and row.get("problem") is None:
         return "neither 'messages' nor 'problem': no prompt to train on"
+    if not messages and not isinstance(row["problem"], str):
+        return f"'problem' must be a string, got {_short(row['problem'])}"
     return effort_prompt_problem(row)
 
 
