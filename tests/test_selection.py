@@ -477,3 +477,10 @@ def test_iter_dpo_drop_reasons_name_the_role_that_was_excluded():
     assert result.rows == []
     assert result.stats.dropped == {"no_correct": 1, "no_rejectable": 1}
     assert result.stats.excluded == {"over_max_len_correct": 1, "over_max_len_rejected": 1}
+
+
+@pytest.mark.parametrize("value, message", [(",", "names no verdict"), ("wrong,correct", "unknown verdict(s) ['correct']")])
+def test_cli_meaningless_rejected_verdicts_are_refused(tmp_path, capsys, value, message):
+    code, _, out = run_cli(tmp_path, [gen("a", None, 0, 5, "correct")], "--mode", "iter-dpo",
+                           "--rejected-verdicts", value)
+    assert code == 2 and not out.exists() and message in " ".join(capsys.readouterr().err.split())

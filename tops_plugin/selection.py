@@ -97,6 +97,8 @@ class SelectionConfig:
             raise ValueError("a chat tokenizer measures rows against max_len: give max_len too")
         if self.mode == "seed" and self.keep_effort_prompt:
             raise ValueError("seed mode always writes the re-assigned effort prompt: keep_effort_prompt does not apply")
+        if not self.rejected_verdicts:
+            raise ValueError("rejected_verdicts names no verdict: no response could be a rejected one")
         unknown = set(self.rejected_verdicts) - {"wrong", "no_answer", "timeout", "error"}
         if unknown:
             raise ValueError(f"rejected_verdicts: unknown verdict(s) {sorted(unknown)}")
