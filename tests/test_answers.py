@@ -154,6 +154,10 @@ def test_verdict_fields_are_the_record_schema() -> None:
          "3-4i"),
         ("Step one.\nSo far the value of x is 7π, but I still need to find y. Let me find y next", r"7\pi"),
         ("Work.\nSo the value of x is 7π, which contradicts the assumption. Hence there is no such x.", r"7\pi"),
+        # cut off mid-sentence without any truncation marker: the text does not end as a finished one
+        ("Work.\nThus the total is 12 apples, and the", "12"),
+        ("Work.\nSo the value of k is 12, so k", "12"),
+        ("Work.\nTherefore, the area is 7π square", r"7\pi"),
         # a hypothesis, not a conclusion
         ("Some work.\nI need to check whether the value of m is 7π.", r"7\pi"),
         ("Some work.\nI doubt that the value of m is 7π.", r"7\pi"),

@@ -220,7 +220,10 @@ def _prose_answer(text: str) -> tuple[str, int] | None:
     starts as mathematics (a number, a number word, LaTeX) -- "the method is sound" is not an answer --
     and nothing is computed after its line: a step followed by more arithmetic is not the conclusion.
     Nor is a statement the text then takes back or goes on from ("Wait, no", "I still need to find y")
-    or one put as a hypothesis in its sentence ("check whether the value of m is 12")."""
+    or one put as a hypothesis in its sentence ("check whether the value of m is 12"). A text that does not
+    end as a finished one ("...is 12 apples, and the") was cut off, marked or not: no prose answer."""
+    if not _looks_finished(text):
+        return None
     floor = len(text) - PROSE_TAIL_CHARS
     best: tuple[str, int] | None = None
     for pattern in _PROSE:
