@@ -413,10 +413,12 @@ def test_a_cut_response_stays_cut_whatever_its_truncated_flag_or_finish_reason_s
         gen("c", None, 0, 5, "correct", finish_reason="max_tokens"),
         gen("d", None, 0, 5, "correct", finish_reason="abort"),
         gen("e", None, 0, 5, "correct", finish_reason="stop"),
+        gen("f", None, 0, 5, "correct", finish_reason="STOP"),  # Gemini's spelling
+        gen("g", None, 0, 5, "correct", finish_reason="MAX_TOKENS"),
     ]
     result = select(rows, SelectionConfig(mode="shortest"))
-    assert chosen(result) == {"e": "e/None/0"}
-    assert result.stats.excluded == {"truncated_correct": 4}
+    assert chosen(result) == {"e": "e/None/0", "f": "f/None/0"}
+    assert result.stats.excluded == {"truncated_correct": 5}
 
 
 def test_cli_judge_names_the_line_of_a_record_without_gold(tmp_path, capsys):

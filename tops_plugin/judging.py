@@ -43,7 +43,7 @@ VERDICT_FIELDS: tuple[str, ...] = ("pred", "correct", "verdict", "answer_from", 
 #: Verdicts that say how judging went, not what the answer is: a resumed run judges them again.
 UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 
-#: `finish_reason` values that mean the model stopped by itself.
+#: `finish_reason` values that mean the model stopped by itself (any case: Gemini says "STOP").
 FINISHED_REASONS = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
 
 #: A batch checker: (response, gold, truncated) triples in, one `Verdict` each out, in order
@@ -70,7 +70,7 @@ def is_truncated(row: dict, response_key: str = "response") -> bool:
     if row.get("truncated") is True:
         return True
     reason = row.get("finish_reason")
-    if reason not in (None, "") and reason not in FINISHED_REASONS:
+    if reason not in (None, "") and str(reason).lower() not in FINISHED_REASONS:
         return True
     response = row.get(response_key)
     if not isinstance(response, str):
