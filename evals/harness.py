@@ -361,7 +361,9 @@ def _matched_responses(
             stats["other_benchmark"] += 1
             continue
         if not matches:
-            raise JsonlError(path, number, f"unknown problem id {pid!r} (not in benchmark(s) {names})")
+            raise JsonlError(path, number, f"unknown problem id {pid!r} (not in benchmark(s) {names}, nor in "
+                                           "another benchmark's file under --data-dir; a row of another "
+                                           "benchmark is skipped when it has a 'benchmark' key)")
         if len(matches) > 1:
             raise JsonlError(path, number, f"problem id {pid!r} is in several benchmarks; add a 'benchmark' key")
         item, problem = matches[0]
