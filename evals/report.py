@@ -335,8 +335,9 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
             cells += ["-", "-"] if cell is None else [f"{cell['accuracy']:.2f}", _num(cell["tokens"])]
         return cells
 
+    thought_only = {label for label, summary in runs if summary.get("config", {}).get("count_tokens") == "thought"}
     for row in rows:
-        cells = [_row_label(row["run"], row["effort"]), "ours"]
+        cells = [_row_label(row["run"], row["effort"]) + (" †" if row["run"] in thought_only else ""), "ours"]
         for bench in benches:
             acc = row.get(f"{bench}_acc")
             if acc is None:
@@ -351,6 +352,8 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
     caption = ("Accuracy in % (± population std over sample seeds, with two or more samples per problem; "
                "(covered/asked) when some problems have no response), #Tokens = mean response length in "
                "Qwen2.5 tokens.")
+    if thought_only:
+        caption += " † #Tokens counts only the thought part, as the paper counts thought-and-summary models."
     if reference is not None:
         caption += f" Rows marked *published* are the figures of {reference.source}, not ours."
     return "\n".join([caption, "", *_table(header, body)]) + "\n"

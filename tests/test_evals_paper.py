@@ -80,7 +80,9 @@ def test_reference_rows_sit_under_our_runs_and_levels_are_compared(toy, tmp_path
     assert compare.main([str(tmp_path / "sky"), "--reference", str(reference), "--out", str(tmp_path / "cmp")]) == 0
     text = (tmp_path / "cmp" / "compare.md").read_text()
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    ours = next(i for i, line in enumerate(lines) if line.startswith("| sky | ours | 50.00 | 4 |"))
+    # a thought-only count is marked, as the paper marks it, since #Tokens is then not the whole response
+    ours = next(i for i, line in enumerate(lines) if line.startswith("| sky † | ours | 50.00 | 4 |"))
+    assert "† #Tokens counts only the thought part" in text
     assert lines[ours + 1] == "| Sky-Paper (paper) | published | 77.50 | 1234 |"
     assert "| Other (paper) | published | 10.00 | - |" in lines
     assert "figures of Some paper, Table 9, not ours" in text
