@@ -259,3 +259,16 @@ def test_the_callers_working_directory_shadows_nothing(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env=env)
     assert proc.stdout.split() == ["correct", "0"], proc.stderr[-2000:]
+
+
+def test_leaving_the_pool_on_an_exception_drops_the_queued_items() -> None:
+    # Ctrl-C in `check`: the items already given to a worker finish within their deadline, the queued ones
+    # (here 10 more power towers per worker, 30 s of judging) are not judged first.
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with Verifier(workers=2, timeout=DEADLINE) as pool:
+            futures = [pool.submit(HOSTILE["power tower"], "5") for _ in range(24)]
+            time.sleep(0.5)
+            raise KeyboardInterrupt
+    assert time.monotonic() - started < 3 * DEADLINE + 2
+    assert sum(future.cancelled() for future in futures) >= 20

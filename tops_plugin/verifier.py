@@ -85,6 +85,15 @@ class _FairQueue:
             self._stops += count
             self._ready.notify_all()
 
+    def drop(self) -> None:
+        """Cancel every queued task (items already given to a worker finish within their deadline)."""
+        with self._ready:
+            lanes, self._lanes = self._lanes, {}
+        for tasks in lanes.values():
+            for futures, _ in tasks:
+                for future in futures:
+                    future.cancel()
+
     def get(self) -> tuple | None:
         with self._ready:
             while not self._lanes and not self._stops:
@@ -216,7 +225,8 @@ class Verifier:
         return [worker.pid for worker in self._workers if worker is not None]
 
     def close(self) -> None:
-        """Stop the workers (idempotent). Queued items still finish first."""
+        """Stop the workers (idempotent). Queued items still finish first (leaving a `with` block on an
+        exception drops them), within 10 s for the whole pool; drivers still busy then run on as daemons."""
         with self._lock:
             if self._closed:
                 return
@@ -226,7 +236,9 @@ class Verifier:
     def __enter__(self) -> Verifier:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type | None, *exc) -> None:
+        if exc_type is not None:  # e.g. Ctrl-C: nobody waits for the queued items, so do not judge them
+            self._tasks.drop()
         self.close()
 
     # ---------------------------------------------------------------------------------------- drivers
@@ -234,9 +246,10 @@ class Verifier:
     @staticmethod
     def _shutdown(tasks: _FairQueue, drivers: list[threading.Thread]) -> None:
         tasks.stop(len(drivers))
+        ends = time.monotonic() + 10  # one bound for the whole pool, not one per driver
         for driver in drivers:
             if driver is not threading.current_thread():
-                driver.join(timeout=10)
+                driver.join(timeout=max(0.0, ends - time.monotonic()))
 
     def _drive(self, slot: int) -> None:
         worker: _Worker | None = None
