@@ -108,6 +108,11 @@ def test_paper_numbers_reach_the_commands(tmp_path, parsers):
     assert [by_output["tops-sft"][k] for k in ("adam.lr", "train.batch_size", "train.max_epochs")] == [1e-5, 96, 2]
     assert [by_output["iter-sft"][k] for k in ("adam.lr", "train.batch_size", "train.max_epochs")] == [1e-6, 32, 1]
     assert [by_output["iter-dpo"][k] for k in ("adam.lr", "train.batch_size", "train.max_epochs")] == [5e-7, 32, 3]
+    assert by_output["iter-dpo"]["model.beta"] == 0.1
+    llama = load_config(CONFIGS / "llama3.1-8b-tops.yaml", {"run_dir": str(tmp_path)})
+    (tag,) = plan_all(llama, ["tag-sft"])
+    args = vars(parsers["openrlhf.cli.train_sft"].parse_args(tag.commands[0][tag.commands[0].index("--module") + 2:]))
+    assert [args[k] for k in ("adam.lr", "train.batch_size", "train.max_epochs")] == [1e-5, 32, 5]  # LLaMA: 5 epochs
     assert by_output["tops-sft"]["model.model_name_or_path"] == "Qwen/Qwen2.5-32B-Instruct"  # the BASE model
     assert by_output["iter-dpo"]["ref.model_name_or_path"] == str(tmp_path / "models" / "tops")
     for name in ("tag-sft", "tops-sft", "iter-dpo"):
