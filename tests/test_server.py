@@ -349,6 +349,26 @@ def test_request_budget_bounds_a_whole_request(verifier):
     assert elapsed <= 1.0 + TIMEOUT_S + 1.0  # the budget, plus the deadline of items already started
 
 
+def test_request_budget_counts_the_wait_for_a_free_thread(verifier):
+    settings = ServerSettings(request_budget_s=1.0, threads=1)
+    app = make_app(Scorer(RewardConfig(timeout=TIMEOUT_S), verifier), settings)
+
+    async def timed(client, body):
+        resp = await client.post("/get_reward", json=body)
+        return time.monotonic(), await resp.json()
+
+    async def run(client):
+        first = asyncio.create_task(timed(client, payload(*[HOSTILE] * 8)))
+        await asyncio.sleep(0.2)  # the first request holds the only thread past the second's budget
+        second = asyncio.create_task(timed(client, payload(*[HOSTILE] * 8)))
+        return await first, await second
+
+    (first_done, _), (second_done, data) = run_with_client(app, run)
+    # Its budget ran out while it waited: nothing of it is started, so it answers at once, not a deadline later.
+    assert data["verdicts"] == ["timeout"] * 8
+    assert second_done - first_done < TIMEOUT_S / 2
+
+
 async def raw_exchange(host: str, port: int, data: bytes, *, close_after_send: bool = False) -> bytes:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(data)

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from aiohttp import ClientConnectionError, web
@@ -70,7 +69,7 @@ class ServerSettings:
     threads: int = 64  # threads feeding the verifier (each blocks on one request)
     retry_after_s: int = 1
     deadline_s: float = 5.0  # per-item verifier deadline (for the latency buckets and Retry-After)
-    request_budget_s: float = 120.0  # whole request; items not started by then are `timeout`
+    request_budget_s: float = 120.0  # from arrival, a wait for a thread included; later items are `timeout`
     header_timeout_s: float = 15.0  # to send a request's headers (also the idle keep-alive limit)
     body_timeout_s: float = 60.0  # to send a request's body once its headers are in
     max_connections: int = 2048  # open connections; more are answered 503 and closed at once
@@ -213,10 +212,13 @@ def make_app(
             return _error(503, "queue full, retry later", {"Retry-After": str(settings.retry_after_s)})
         state["in_flight"] += n
         metrics.queue.set(state["in_flight"])
+        def score() -> dict:
+            # The budget counts from arrival: time spent waiting for a free thread is part of the request.
+            left = settings.request_budget_s - (time.perf_counter() - started)
+            return scorer.score(queries, prompts, labels, budget=max(0.0, left))
+
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                pool, partial(scorer.score, queries, prompts, labels, budget=settings.request_budget_s)
-            )
+            result = await asyncio.get_running_loop().run_in_executor(pool, score)
         finally:
             state["in_flight"] -= n
             metrics.queue.set(state["in_flight"])
