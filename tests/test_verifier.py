@@ -272,3 +272,22 @@ def test_leaving_the_pool_on_an_exception_drops_the_queued_items() -> None:
             raise KeyboardInterrupt
     assert time.monotonic() - started < 3 * DEADLINE + 2
     assert sum(future.cancelled() for future in futures) >= 20
+
+
+def test_a_worker_that_dies_before_it_is_ready_is_never_signalled(monkeypatch) -> None:
+    # The fork server reaps it at once, so its pid may belong to another process by now.
+    from tops_plugin import judge_workers
+
+    class DiesAtOnce(judge_workers.Connection):
+        def poll(self, timeout=0.0):
+            return True
+
+        def recv_bytes(self, maxlength=None):
+            raise EOFError
+
+    signalled = []
+    monkeypatch.setattr(judge_workers, "Connection", DiesAtOnce)
+    monkeypatch.setattr(judge_workers, "_kill", signalled.append)
+    with pytest.raises(judge_workers.WorkerStartError):
+        judge_workers.fork_server(30.0).start_worker(30.0)
+    assert signalled == []

@@ -145,12 +145,18 @@ class ForkServer:
             theirs.close()
         conn = Connection(mine.detach())
         try:
-            if not conn.poll(start_timeout) or conn.recv_bytes() != _READY:
+            if not conn.poll(start_timeout):
+                _kill(pid)  # alive but late: its pipe is open, so the pid is still its own
                 raise WorkerStartError(f"worker {pid} not ready within {start_timeout:g}s")
-        except (EOFError, OSError, WorkerStartError) as exc:
+            if conn.recv_bytes() != _READY:
+                _kill(pid)
+                raise WorkerStartError(f"worker {pid} sent an unexpected first message")
+        except (EOFError, OSError) as exc:  # it died: reaped by the server, its pid may already be reused
             conn.close()
-            _kill(pid)
-            raise WorkerStartError(str(exc)) from exc
+            raise WorkerStartError(f"worker {pid} exited before it was ready") from exc
+        except WorkerStartError:
+            conn.close()
+            raise
         return pid, conn
 
     def _expect(self, what: bytes | int, timeout: float) -> bytes:
