@@ -291,3 +291,44 @@ def test_a_worker_that_dies_before_it_is_ready_is_never_signalled(monkeypatch) -
     with pytest.raises(judge_workers.WorkerStartError):
         judge_workers.fork_server(30.0).start_worker(30.0)
     assert signalled == []
+
+
+def test_a_failed_fork_fails_one_start_not_every_worker(tmp_path: Path) -> None:
+    # The fork server's second fork fails, as under a container's pids limit: that start is an error
+    # and is tried again; the server and the worker it already forked go on.
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent(
+        """
+        import os
+        _fork, _calls = os.fork, []
+        def _failing_fork():
+            _calls.append(1)
+            if len(_calls) == 2:
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            return _fork()
+        os.fork = _failing_fork
+        """
+    ))
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(
+        """
+        import json, time
+        from tops_plugin import judge_workers
+        from tops_plugin.verifier import Verifier
+        with Verifier(workers=2, timeout=5) as pool:
+            ends = time.monotonic() + 30
+            while not pool.stats["start_failures"] and time.monotonic() < ends:
+                time.sleep(0.05)
+            server = judge_workers._shared
+            verdicts = [pool.check(rf"\\boxed{{{i}}}", str(i)).verdict for i in range(4)]
+            alive = server is judge_workers._shared and server.alive()
+            print(json.dumps({"verdicts": verdicts, "stats": pool.stats, "server_alive": alive}))
+        """
+    ))
+    repo = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, (str(tmp_path), repo, os.environ.get("PYTHONPATH"))))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=repo, env={**os.environ, "PYTHONPATH": path})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = __import__("json").loads(proc.stdout.splitlines()[-1])
+    assert out == {"verdicts": ["correct"] * 4, "stats": {"timeouts": 0, "restarts": 0, "start_failures": 1},
+                   "server_alive": True}

@@ -85,7 +85,10 @@ def _serve(control: socket.socket) -> None:
             return
         if not message or not fds:
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare (a pids limit): this start fails, running workers go on
+            pid = -1
         if pid == 0:
             control.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -143,6 +146,9 @@ class ForkServer:
                 pid = _PID.unpack(self._expect(_PID.size, start_timeout))[0]
         finally:
             theirs.close()
+        if pid < 0:
+            mine.close()
+            raise WorkerStartError("the verifier's fork server could not fork a worker")
         conn = Connection(mine.detach())
         try:
             if not conn.poll(start_timeout):
