@@ -2,12 +2,14 @@
 
 hf (CPU or GPU): the backend through `generate_to_file` (records, Qwen2.5 counts, file writes included)
 vs a hand-written template + left-padded batch + `model.generate`, same seed (so the same tokens).
-vllm (GPU): the backend (n samples per request, one engine) vs raw `vllm.LLM.generate` on the same
-prompts; by default on a tiny randomly initialised Qwen2 built locally (no hub).
+vllm (GPU, or CPU with vLLM's CPU build): the backend (n samples per request, one engine, the engine
+options the backend chooses for this machine) vs raw `vllm.LLM.generate` on the same prompts and seeds;
+`--vs-hf` then also runs the hf backend on the same requests (vLLM/hf ratio; CPU: hf in float32).
 Runs alternate; medians are reported. Target: backend tokens/s >= 0.95 x raw.
 
     python benchmarks/generation.py [--model smollm2-135m] [--prompts 8] [--max-tokens 64] [--repeats 3]
     python benchmarks/generation.py --backend vllm [--model DIR] [--prompts 64] [--n-samples 8] [--max-tokens 256]
+    OMP_NUM_THREADS=1 python benchmarks/generation.py --backend vllm --prompts 8 --n-samples 4 --max-tokens 128 --vs-hf
 """
 
 from __future__ import annotations
@@ -64,11 +66,11 @@ def vllm_main(args, problems) -> None:
     """Backend (one engine, data_parallel_size=1) vs raw `LLM.generate` with the same engine object."""
     import vllm
 
-    from tops_plugin.generation.models import build_tiny_qwen2
+    from tops_plugin.generation.vllm import default_engine
 
     tmp = tempfile.TemporaryDirectory()
-    model = args.model if args.model != "smollm2-135m" else build_tiny_qwen2(Path(tmp.name) / "tiny-qwen2")
-    llm = vllm.LLM(model=model, enable_prefix_caching=True, seed=0, gpu_memory_utilization=0.5, max_model_len=4096)
+    model = args.model
+    llm = default_engine(model, max_model_len=4096)  # the backend's own engine options (CPU defaults on CPU)
     backend = load_backend("vllm", model, engine_factory=lambda: llm)
     tokenizer = llm.get_tokenizer()
     raw_rates, ours_rates = [], []
@@ -98,6 +100,21 @@ def vllm_main(args, problems) -> None:
     print(f"raw LLM.generate : median {raw_rate:10.1f} generated tok/s")
     print(f"vllm backend     : median {ours_rate:10.1f} generated tok/s")
     print(f"ratio backend/raw: {ours_rate / raw_rate:.3f}  (target >= 0.95)")
+    if args.vs_hf:
+        hf = load_backend("hf", model, batch_size=len(problems) * args.n_samples, dtype="float32")
+        hf_rates = []
+        for run in range(args.repeats + 1):
+            requests = [GenerationRequest(p, "low", args.n_samples, SamplingParams(max_tokens=args.max_tokens, seed=run))
+                        for p in problems]
+            started = time.perf_counter()
+            summary = generate_to_file(hf, requests, Path(tmp.name) / f"hf{run}.jsonl")
+            elapsed = time.perf_counter() - started
+            print(f"hf run {run}{' (warm-up)' if run == 0 else ''}: {summary.gen_tokens / elapsed:10.1f} tok/s")
+            if run:
+                hf_rates.append(summary.gen_tokens / elapsed)
+        hf_rate = statistics.median(hf_rates)
+        print(f"hf backend       : median {hf_rate:10.1f} generated tok/s")
+        print(f"ratio vllm/hf    : {ours_rate / hf_rate:.3f}")
     tmp.cleanup()
 
 
@@ -105,7 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
     parser.add_argument("--n-samples", type=int, default=8, help="vllm: samples per prompt")
-    parser.add_argument("--model", default="smollm2-135m", help="hf: model or alias; vllm: model dir (default: tiny Qwen2)")
+    parser.add_argument("--model", default="smollm2-135m", help="model dir, hub id or alias")
+    parser.add_argument("--vs-hf", action="store_true", help="vllm: also time the hf backend on the same requests")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)

@@ -156,6 +156,7 @@ class Models:
 
     base: str  # the model trained by tag-sft and tops-sft (paper: Qwen2.5-32B-Instruct)
     teacher: str  # answers the seed problems under each effort (paper: QwQ-32B-Preview)
+    teacher_backend: str | None = None  # generation backend for the teacher (None: generation.backend)
     tag: str | None = None  # use this model instead of training one in tag-sft
     tops: str | None = None  # use this model instead of training one in tops-sft
     # Ranks responses and measures the seed gaps: the tokenizer of the model being trained (a hub name or

@@ -5,6 +5,10 @@ openrlhf.cli.train_sft|train_dpo …` for SFT and DPO, `ray job submit --address
 openrlhf.cli.train_ppo_ray …` for RL, `python -m evals.run …` for evaluation. Flags are OpenRLHF's
 dotted names (`--data.max_len`); a contract test checks every flag emitted here against the installed
 OpenRLHF parsers, so a renamed flag fails a test rather than a job on a cluster.
+
+Plans record and print these upstream commands. On a machine without CUDA, `for_this_machine` runs the
+SFT and DPO commands through `recipes.openrlhf_cpu` instead (same module, same flags, rank 0 of 1 on
+the CPU); on GPUs every command runs exactly as printed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "dpo_command",
     "eval_command",
     "flags",
+    "for_this_machine",
     "ppo_command",
     "run_command",
     "sft_command",
@@ -207,6 +212,19 @@ def compare_command(run_dirs: Sequence[Path], *, out_dir: Path, reference: Path 
     """`python -m evals.compare` over the eval stage's runs, with published figures beside ours."""
     return [python, "-m", "evals.compare", *map(str, run_dirs), "--out", str(out_dir)] + (
         ["--reference", str(reference)] if reference is not None else [])
+
+
+def for_this_machine(command: Sequence[str]) -> tuple[list[str], dict[str, str] | None]:
+    """(argv, extra environment) that run a planned command here: OpenRLHF SFT/DPO through the CPU layer
+    when no CUDA device is present, anything else (and everything on GPUs) unchanged."""
+    from recipes import openrlhf_cpu
+
+    argv = [str(part) for part in command]
+    if any(part in openrlhf_cpu.CPU_MODULES for part in argv) and not openrlhf_cpu.cuda_available():
+        adapted = openrlhf_cpu.cpu_command(argv)
+        if adapted is not None:
+            return adapted
+    return argv, None
 
 
 def run_command(stage: str, command: Sequence[str], log_path: Path, *, cwd: Path | None = None,

@@ -2,7 +2,7 @@
 
 `manifest.json` (one per run directory, rewritten atomically after every change) holds per stage:
 the command(s), the hash of the settings that decide its result, the sha256 of every input and
-output, start and end times, and the status (`running`, `done`, `failed`). A stage is skipped when its
+output, start and end times, the wall time in seconds, and the status (`running`, `done`, `failed`). A stage is skipped when its
 last run is `done`, its settings hash and input digests are unchanged, and its outputs are still the
 ones it wrote; anything else reruns it, and `force` reruns it regardless. Because stages rename their
 outputs into place only when they finish, a killed stage leaves no output that could pass for done.
@@ -137,8 +137,9 @@ class Manifest:
         }
         self.save()
 
-    def finish(self, name: str, outputs: dict[str, str | None]) -> None:
-        self.stages[name].update(status="done", outputs=outputs, ended=_now())
+    def finish(self, name: str, outputs: dict[str, str | None], seconds: float | None = None) -> None:
+        self.stages[name].update(status="done", outputs=outputs, ended=_now(),
+                                 seconds=None if seconds is None else round(seconds, 1))
         self.save()
 
     def fail(self, name: str, error: str) -> None:
@@ -228,8 +229,9 @@ def execute(plan: Plan, manifest: Manifest, *, force: bool = False,
     except BaseException:  # Ctrl-C: record it so the next run knows this stage did not finish
         manifest.fail(plan.name, "interrupted")
         raise
-    manifest.finish(plan.name, outputs)
-    return Outcome(plan.name, True, reason, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    manifest.finish(plan.name, outputs, seconds)
+    return Outcome(plan.name, True, reason, seconds)
 
 
 def log_tail(path: str | os.PathLike, lines: int = 20) -> str:

@@ -29,6 +29,7 @@ from recipes import launch
 from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
 from recipes.manifest import digest
 from tops_plugin.efforts import EFFORTS
+from tops_plugin.generation.models import hf_folder
 from tops_plugin.jsonl import atomic_writer, read_jsonl, write_jsonl
 
 __all__ = ["Hooks", "Layout", "RunContext", "StagePlan", "plan_all", "plan_stage"]
@@ -107,7 +108,8 @@ class StagePlan:
                 self.work(ctx)
         on_line = None if self.hooks.on_line is None else (lambda line: self.hooks.on_line(self.name, line))
         for command in self.commands:
-            launch.run_command(self.name, command, log_path, on_line=on_line)
+            argv, env = launch.for_this_machine(command)
+            launch.run_command(self.name, argv, log_path, env=env, on_line=on_line)
         for partial, final in self.renames:
             _replace(partial, final)
 
@@ -163,8 +165,9 @@ def read_problems(recipe: Recipe, sets: Sequence[ProblemSet]) -> list[dict]:
 
 
 def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[ProblemSet],
-             efforts: Sequence[str | None], n_samples: int, out: Path) -> None:
-    """Generate every (problem, effort, sample) into `out`, resuming a `*.partial` file of the same work."""
+             efforts: Sequence[str | None], n_samples: int, out: Path, backend_name: str | None = None) -> None:
+    """Generate every (problem, effort, sample) into `out`, resuming a `*.partial` file of the same work.
+    `backend_name` other than `generation.backend` gets no `generation.options` (they are that backend's)."""
     from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend
 
     g = recipe.generation
@@ -174,9 +177,9 @@ def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[Prob
     partial = out.with_name(f"{out.name}.{ctx.key[:12]}.partial")
     if ctx.fresh:
         partial.unlink(missing_ok=True)
-    log.info("generating %d requests x %d samples with %s:%s -> %s", len(requests), n_samples, g.backend,
-             model, partial)
-    backend = load_backend(g.backend, model, **g.options)
+    name = backend_name or g.backend
+    log.info("generating %d requests x %d samples with %s:%s -> %s", len(requests), n_samples, name, model, partial)
+    backend = load_backend(name, model, **(g.options if name == g.backend else {}))
     try:
         progress = None if ctx.hooks.progress is None else (lambda event: ctx.hooks.progress(ctx.stage, event))
         summary = generate_to_file(backend, requests, partial, progress=progress)
@@ -265,30 +268,32 @@ def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, seed: Path | None
 # --------------------------------------------------------------------------------------------------
 
 
-def _gen_settings(recipe: Recipe, model: str, sets: Sequence[ProblemSet], efforts, n_samples: int) -> dict:
+def _gen_settings(recipe: Recipe, model: str, sets: Sequence[ProblemSet], efforts, n_samples: int,
+                  backend: str | None = None) -> dict:
     return {"model": model, "generation": to_dict(recipe.generation), "problems": to_dict(list(sets)),
-            "data_dir": recipe.data.dir, "efforts": list(efforts), "n_samples": n_samples}
+            "data_dir": recipe.data.dir, "efforts": list(efforts), "n_samples": n_samples,
+            **({"backend": backend} if backend else {})}
 
 
-def _gen_summary(recipe: Recipe, model: str, sets, efforts, n_samples: int) -> str:
+def _gen_summary(recipe: Recipe, model: str, sets, efforts, n_samples: int, backend: str | None = None) -> str:
     names = ", ".join(s.label for s in sets)
     effort_text = ",".join(e or "none" for e in efforts)
-    return (f"generate with {recipe.generation.backend}:{model}, efforts {effort_text}, {n_samples} sample(s) "
+    return (f"generate with {backend or recipe.generation.backend}:{model}, efforts {effort_text}, {n_samples} sample(s) "
             f"per problem, max_tokens {recipe.generation.max_tokens}, temperature "
             f"{recipe.generation.temperature}, from {names}")
 
 
 def _gen_plan(name: str, recipe: Recipe, layout: Layout, hooks: Hooks, *, model: str, sets, efforts,
-              n_samples: int, out: Path, model_input: Path | None = None) -> StagePlan:
+              n_samples: int, out: Path, model_input: Path | None = None, backend: str | None = None) -> StagePlan:
     inputs = tuple(recipe.data_path(s) for s in sets) + ((model_input,) if model_input else ())
     return StagePlan(
         name=name,
-        summary=_gen_summary(recipe, model, sets, efforts, n_samples),
+        summary=_gen_summary(recipe, model, sets, efforts, n_samples, backend),
         inputs=inputs,
         outputs=(out,),
         work=lambda ctx: generate(ctx, recipe, model=model, sets=sets, efforts=efforts, n_samples=n_samples,
-                                  out=out),
-        settings=_gen_settings(recipe, model, sets, efforts, n_samples),
+                                  out=out, backend_name=backend),
+        settings=_gen_settings(recipe, model, sets, efforts, n_samples, backend),
         hooks=hooks,
     )
 
@@ -329,7 +334,8 @@ def plan_problems(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
 
 def plan_seed_gen(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     return _gen_plan("seed-gen", recipe, layout, hooks, model=recipe.models.teacher, sets=(_pool(layout, "seed"),),
-                     efforts=EFFORTS, n_samples=1, out=layout.data("seed", "generations.jsonl"))
+                     efforts=EFFORTS, n_samples=1, out=layout.data("seed", "generations.jsonl"),
+                     backend=recipe.models.teacher_backend)
 
 
 def plan_seed_curate(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
@@ -353,13 +359,20 @@ def _sft_plan(name: str, recipe: Recipe, layout: Layout, hooks: Hooks, *, model:
               run, out_name: str, extra_inputs: tuple[Path, ...] = (), unneeded: str | None = None) -> StagePlan:
     final = layout.model(out_name)
     partial = final.with_name(final.name + ".partial")
-    command = launch.sft_command(recipe.cluster, recipe.training.common, run, model=model, dataset=dataset,
-                                 output_dir=partial, ckpt_path=layout.ckpt(name))
+    command = launch.sft_command(recipe.cluster, recipe.training.common, run, model=hf_folder(model, convert=False),
+                                 dataset=dataset, output_dir=partial, ckpt_path=layout.ckpt(name))
     return StagePlan(
         name=name, summary=f"OpenRLHF SFT of {model} on {dataset.name}", inputs=(dataset, *extra_inputs),
-        outputs=(final,), commands=(tuple(command),), renames=((partial, final),), ckpt_dir=layout.ckpt(name),
-        unneeded=unneeded, hooks=hooks,
+        outputs=(final,), commands=(tuple(command),), work=_converted(model), renames=((partial, final),),
+        ckpt_dir=layout.ckpt(name), unneeded=unneeded, hooks=hooks,
     )
+
+
+def _converted(model: str) -> Callable[[RunContext], None] | None:
+    """For a GGUF model or alias, work that writes its converted folder (what OpenRLHF loads) if missing."""
+    if hf_folder(model, convert=False) == model:
+        return None
+    return lambda ctx: log.info("training from %s", hf_folder(model))
 
 
 def plan_tag_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
@@ -479,12 +492,14 @@ def plan_iter_dpo(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     dataset = layout.data("iter", "dpo.jsonl")
     final = layout.model("iter-dpo")
     partial = final.with_name(final.name + ".partial")
-    command = launch.dpo_command(recipe.cluster, recipe.training.common, recipe.training.iter_dpo, model=model,
-                                 reference=model, dataset=dataset, output_dir=partial,
+    trained = hf_folder(model, convert=False)
+    command = launch.dpo_command(recipe.cluster, recipe.training.common, recipe.training.iter_dpo, model=trained,
+                                 reference=trained, dataset=dataset, output_dir=partial,
                                  ckpt_path=layout.ckpt("iter-dpo"))
     return StagePlan(
         name="iter-dpo", summary=f"OpenRLHF DPO of {model} (reference: itself) on {dataset.name}",
         inputs=(dataset, *((model_dir,) if model_dir else ())), outputs=(final,), commands=(tuple(command),),
+        work=_converted(model),
         renames=((partial, final),), ckpt_dir=layout.ckpt("iter-dpo"), hooks=hooks,
         unneeded=None if "dpo" in recipe.iteration.methods else "iteration.methods leaves out dpo",
     )

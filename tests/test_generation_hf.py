@@ -113,14 +113,14 @@ def test_tiny_random_qwen2_directory_model(tmp_path):
 def test_converted_gguf_cache_loads_the_same_model(backend, tmp_path, monkeypatch):
     import torch
 
-    from tops_plugin.generation.hf import _from_pretrained, _save_converted
-    from tops_plugin.generation.models import converted_cache_dir, resolve_model
+    from tops_plugin.generation.hf import _from_pretrained
+    from tops_plugin.generation.models import converted_cache_dir, resolve_model, save_converted
 
     monkeypatch.setenv("TOPS_CACHE_DIR", str(tmp_path))
     source = resolve_model("smollm2-135m")
     target = converted_cache_dir(source)
     assert target is not None and str(target).startswith(str(tmp_path))
-    _save_converted(backend.hf_model, backend.tokenizer, target)
+    assert save_converted(backend.hf_model, backend.tokenizer, target)
     assert (target / "model.safetensors").exists() and not list(tmp_path.glob("models/.*"))  # no temp left
     tokenizer, model = _from_pretrained(source, None, cache=True)
     assert tokenizer.chat_template == backend.tokenizer.chat_template

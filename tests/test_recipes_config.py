@@ -46,12 +46,16 @@ def test_llama_config_differs_in_model_and_tag_epochs():
     assert recipe.training.tops_sft.batch_size == 96 and recipe.training.common.max_len >= 16384
 
 
-def test_demo_config_runs_data_stages_and_prints_training():
+def test_demo_config_runs_every_stage_of_the_loop_on_cpu():
     recipe = load_config(CONFIGS / "demo-cpu.yaml")
-    assert recipe.generation.backend == "hf" and recipe.models.teacher == "smollm2-135m"
-    ran = [s for s in recipe.pipeline.stages if s not in recipe.pipeline.print_only]
-    assert ran == ["problems", "seed-gen", "seed-curate", "effort-gen", "judge", "select"]
-    assert {"tag-sft", "tops-sft", "iter-sft", "iter-dpo"} <= set(recipe.pipeline.print_only)
+    assert recipe.generation.backend == "vllm" and recipe.models.teacher_backend == "solver"
+    assert recipe.pipeline.print_only == ()
+    assert list(recipe.pipeline.stages) == ["problems", "seed-gen", "seed-curate", "tag-sft", "effort-gen", "judge", "select",
+                                            "tops-sft", "random-sft", "iter-gen", "iter-judge", "iter-select",
+                                            "iter-sft", "iter-dpo", "eval"]
+    common = recipe.training.common
+    assert (common.attn_implementation, common.packing, common.adam_offload) == ("sdpa", False, True)
+    assert [run.model for run in recipe.eval.models] == ["base", "tag", "tops", "random", "iter-sft", "iter-dpo"]
 
 
 @pytest.mark.parametrize(

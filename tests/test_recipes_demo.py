@@ -1,46 +1,75 @@
-"""The CPU demo end to end: the data stages run for real with the embedded SmolLM2-135M model, the
-training stages are printed, and a rerun skips everything that is up to date."""
+"""The CPU demo: its generated problem sets, its scripted teacher, and the first stages of the shipped
+config run for real (the whole loop is `make demo`; its training and vLLM parts are tested in
+test_openrlhf_cpu.py and test_vllm_cpu.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from recipes import tops
+from recipes.demo_problems import ROLES, SolverBackend, make_problems, worked_solution, write_problem_sets
+from tops_plugin.answers import judge
 from tops_plugin.efforts import EFFORTS
+from tops_plugin.generation import GenerationRequest
 from tops_plugin.jsonl import read_jsonl
+from tops_plugin.tokens import count_tokens
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
-RAN = ["problems", "seed-gen", "seed-curate", "effort-gen", "judge", "select"]
 
 
-def _demo_config(tmp_path: Path, data_dir: Path) -> Path:
-    """The shipped demo, cut further (1 + 2 problems, 12 tokens) to keep the test short on 2 busy cores."""
-    config = yaml.safe_load((CONFIGS / "demo-cpu.yaml").read_text())
-    config["run_dir"] = str(tmp_path / "run")
-    config["data"]["dir"] = str(data_dir)
-    config["data"]["seed"]["limit"] = 1
-    config["data"]["effort"].update(skip=1, limit=2)
-    config["generation"]["max_tokens"] = 12
-    path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def _replay(steps: list[list[str]], start: int) -> int:
+    value = start
+    for _, equation in steps:
+        left, result = equation.split(" = ")
+        a, op, b = left.split(" ")
+        assert int(a) == value  # each step starts from the previous result
+        value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b), "/": int(a) // int(b)}[op]
+        assert op != "/" or int(a) % int(b) == 0
+        assert value == int(result) and value >= 0
+    return value
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads spin waiting for each other and CPU
-    generation gets about 10x slower (measured: 131 s vs 13 s for this demo)."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def test_problems_are_deterministic_graded_and_correct():
+    rows = make_problems("test", per_level=5, max_level=4)
+    assert rows == make_problems("test", per_level=5, max_level=4)
+    assert rows != make_problems("seed", per_level=5, max_level=4)
+    assert [r["level"] for r in rows[:8]] == [1, 2, 3, 4, 1, 2, 3, 4]  # interleaved: a prefix covers all levels
+    for row in rows:
+        assert len(row["steps"]) == row["level"]
+        start = int(re.match(r"\w+ has (\d+) ", row["problem"]).group(1))
+        assert _replay(row["steps"], start) == int(row["answer"])
+        assert all(sentence in row["problem"] for sentence, _ in row["steps"])
+    with pytest.raises(ValueError, match="unknown role"):
+        make_problems("train", 1)
+
+
+def test_roles_never_share_a_problem(tmp_path):
+    paths = write_problem_sets(tmp_path, {role: 6 for role in ROLES})
+    texts = {role: [r["problem"] for r in read_jsonl(path)] for role, path in paths.items()}
+    assert all(len(t) == 24 == len(set(t)) for t in texts.values())
+    assert len(set().union(*texts.values())) == 24 * len(ROLES)
+    again = write_problem_sets(tmp_path / "again", {"test": 6, "seed": 6, "effort": 6, "iter": 6})
+    assert (again["test"]).read_bytes() == paths["test"].read_bytes()  # independent of the order asked
+
+
+def test_scripted_teacher_is_correct_and_longer_with_effort():
+    rows = make_problems("seed", per_level=2, max_level=4)
+    for row in rows:
+        texts = [worked_solution(row, effort) for effort in EFFORTS]
+        assert all(judge(text, row["answer"]).correct for text in texts)
+        low, medium, high = count_tokens(texts)
+        assert low + 5 < medium and medium + 5 < high  # the demo's curation gap is 5 tokens
+    backend = SolverBackend()
+    records = list(backend.generate([GenerationRequest(rows[0], "low", 2), GenerationRequest({"id": 1, "problem": "x"}, "low")]))
+    assert [r["sample"] for r in records] == [0, 1] and records[0]["response"] == worked_solution(rows[0], "low")
+    assert backend.errors == [(1, "no `steps`: not a demo problem")]
 
 
 def _main(argv: list[str]) -> tuple[int, str]:
@@ -50,46 +79,28 @@ def _main(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-@pytest.mark.slow
-def test_demo_runs_data_stages_and_prints_training(tmp_path, shared_data_dir, one_torch_thread):
-    config = _demo_config(tmp_path, shared_data_dir)
-    run = tmp_path / "run"
-    code, text = _main(["--config", str(config)])
+def test_shipped_demo_seeds_and_curates_then_plans_the_loop(tmp_path):
+    data = tmp_path / "data"
+    write_problem_sets(data, {"seed": 2, "effort": 1, "iter": 1, "test": 1})
+    config = yaml.safe_load((CONFIGS / "demo-cpu.yaml").read_text())
+    config.update(run_dir=str(tmp_path / "run"))
+    config["data"]["dir"] = str(data)
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    first = ("problems", "seed-gen", "seed-curate")
+    code, text = _main(["--config", str(path), "--stage", ",".join(first)])
     assert code == 0, text
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    assert {manifest[s]["status"] for s in first} == {"done"}
+    assert all(manifest[s]["seconds"] >= 0 for s in first)
+    sft = list(read_jsonl(tmp_path / "run" / "seed" / "sft.jsonl"))
+    assert len(sft) == 8 * 3  # every problem kept, under each effort: the teacher is right, the gaps wide
+    code, text = _main(["--config", str(path), "--stage", ",".join(first)])
+    assert "= seed-gen: up to date (skipped)" in text and "= seed-curate: up to date (skipped)" in text
 
-    manifest = json.loads((run / "manifest.json").read_text())["stages"]
-    assert sorted(manifest) == sorted(RAN)
-    assert all(manifest[name]["status"] == "done" for name in RAN)
-
-    seed = list(read_jsonl(run / "seed" / "generations.jsonl"))
-    gsm8k = [row["id"] for row in read_jsonl(shared_data_dir / "gsm8k_test.jsonl")][:3]
-    assert sorted((r["id"], r["effort"]) for r in seed) == sorted((gsm8k[0], e) for e in EFFORTS)
-    assert all(r["model"] == "smollm2-135m" and r["tokens"] >= 0 for r in seed)
-    effort = list(read_jsonl(run / "effort" / "judged.jsonl"))
-    assert sorted({r["id"] for r in effort}) == sorted(gsm8k[1:3])  # skip/limit kept the sets apart
-    assert len(effort) == 6 and all(r["verdict"] in ("correct", "wrong", "no_answer", "timeout", "error")
-                                    and isinstance(r["correct"], bool) for r in effort)
-    judged_seed = list(read_jsonl(run / "seed" / "judged.jsonl"))
-    assert [r["response"] for r in judged_seed] == [r["response"] for r in seed]  # order and text kept
-    for mode in ("shortest", "random"):
-        rows = list(read_jsonl(run / "select" / f"{mode}.jsonl"))
-        meta = json.loads((run / "select" / f"{mode}.meta.json").read_text())
-        assert meta["rows"] == len(rows) and meta["mode"] == mode
-        correct = {r["id"] for r in effort if r["correct"]}
-        assert {r["id"] for r in rows if r.get("origin") != "seed"} == correct
-    assert not list(run.rglob("*.partial"))  # generation's partial files were renamed into place
-
-    for printed in ("tag-sft [print only]", "tops-sft [print only]", "iter-dpo [print only]", "eval [print only]"):
-        assert printed in text
-    assert "--module openrlhf.cli.train_sft --model.model_name_or_path HuggingFaceTB/SmolLM2-135M-Instruct" in text
-    assert f"--data.dataset {run}/select/shortest.jsonl" in text
-    assert not (run / "models").exists()  # nothing was trained
-
-    code, text = _main(["--config", str(config)])  # a rerun: every stage is up to date
+    code, text = _main(["--config", str(path), "--dry-run"])
     assert code == 0
-    for name in RAN:
-        assert f"= {name}: up to date (skipped)" in text
-    before = (run / "select" / "shortest.jsonl").stat().st_mtime_ns
-    code, text = _main(["--config", str(config), "--stage", "select", "--force", "select"])
-    assert code == 0 and "> select (forced)" in text
-    assert (run / "select" / "shortest.jsonl").stat().st_mtime_ns != before
+    for stage in ("tag-sft", "effort-gen", "tops-sft", "random-sft", "iter-gen", "iter-sft", "iter-dpo", "eval"):
+        assert f"{stage} [dry run] would run" in text
+    assert "generate with vllm:" in text and "--ds.attn_implementation sdpa" in text and "--ds.adam_offload" in text
+    assert "--ds.packing_samples" not in text

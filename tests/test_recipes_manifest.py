@@ -16,6 +16,15 @@ from recipes.stages import StagePlan
 from tops_plugin.jsonl import read_jsonl, write_jsonl
 
 
+@pytest.fixture(autouse=True)
+def as_on_a_gpu_machine(monkeypatch):
+    """These tests launch stand-ins for the `deepspeed` launcher: run planned commands as on a GPU machine,
+    where the launcher runs them unchanged (the CPU layer is tested in test_openrlhf_cpu.py)."""
+    from recipes import openrlhf_cpu
+
+    monkeypatch.setattr(openrlhf_cpu, "cuda_available", lambda: True)
+
+
 def _copy_plan(name: str, src: Path, dst: Path, calls: list, settings=None) -> StagePlan:
     """A stage that uppercases every row's text from src into dst (atomic), counting its runs."""
 

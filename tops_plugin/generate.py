@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     vl.add_argument("--data-parallel-size", type=nonnegative_int, default=1, help="engines (Ray actors); 0 = all GPUs")
     vl.add_argument("--gpu-memory-utilization", type=fraction, default=None)
     vl.add_argument("--max-model-len", type=positive_int, default=None)
+    vl.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
+                    help="skip CUDA-graph/torch.compile capture (default: on without a GPU, off with one)")
+    vl.add_argument("--engine-option", action="append", default=[], type=_engine_option, metavar="KEY=VALUE",
+                    help="any other vllm.LLM option, value read as YAML (e.g. kv_cache_memory_bytes=2147483648); repeatable")
     api = p.add_argument_group("openai backend")
     api.add_argument("--base-url", default=None, help="endpoint (default: $OPENAI_BASE_URL or OpenAI)")
     api.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
@@ -69,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--reasoning-effort", default=None, help="passed through as reasoning_effort")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _engine_option(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -84,7 +100,9 @@ def backend_options(args: argparse.Namespace) -> dict:
             options["gpu_memory_utilization"] = args.gpu_memory_utilization
         if args.max_model_len is not None:
             options["max_model_len"] = args.max_model_len
-        return options
+        if args.enforce_eager is not None:
+            options["enforce_eager"] = args.enforce_eager
+        return {**options, **dict(args.engine_option)}
     return {
         "base_url": args.base_url,
         "api_key_env": args.api_key_env,

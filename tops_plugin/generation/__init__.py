@@ -1,4 +1,4 @@
-"""Generation backends behind one interface: `vllm` (GPU, Ray data-parallel), `hf` (CPU default), `openai`.
+"""Generation backends behind one interface: `vllm` (GPU or its CPU build; Ray data-parallel), `hf`, `openai`.
 
     backend = load_backend("hf", "smollm2-135m")
     requests = [GenerationRequest(row, effort, n_samples=4, sampling=SamplingParams(max_tokens=1024))
@@ -39,6 +39,7 @@ BACKENDS: dict[str, str] = {
     "hf": "tops_plugin.generation.hf:HFBackend",
     "vllm": "tops_plugin.generation.vllm:VLLMBackend",
     "openai": "tops_plugin.generation.openai_api:OpenAIBackend",
+    "solver": "recipes.demo_problems:SolverBackend",  # worked solutions of the CPU demo's problems
 }
 
 

