@@ -363,16 +363,23 @@ def _sft_plan(name: str, recipe: Recipe, layout: Layout, hooks: Hooks, *, model:
                                  dataset=dataset, output_dir=partial, ckpt_path=layout.ckpt(name))
     return StagePlan(
         name=name, summary=f"OpenRLHF SFT of {model} on {dataset.name}", inputs=(dataset, *extra_inputs),
-        outputs=(final,), commands=(tuple(command),), work=_converted(model), renames=((partial, final),),
+        outputs=(final,), commands=(tuple(command),), work=_before_training(model, dataset),
+        renames=((partial, final),),
         ckpt_dir=layout.ckpt(name), unneeded=unneeded, hooks=hooks,
     )
 
 
-def _converted(model: str) -> Callable[[RunContext], None] | None:
-    """For a GGUF model or alias, work that writes its converted folder (what OpenRLHF loads) if missing."""
-    if hf_folder(model, convert=False) == model:
-        return None
-    return lambda ctx: log.info("training from %s", hf_folder(model))
+def _before_training(model: str, dataset: Path) -> Callable[[RunContext], None]:
+    """Work before a trainer starts: refuse an empty dataset by name (OpenRLHF would die in `datasets` with
+    a bare StopIteration), and write a GGUF model's or alias's converted folder (what OpenRLHF loads)."""
+
+    def work(ctx: RunContext) -> None:
+        if not any(True for _ in read_jsonl(dataset)):
+            raise ValueError(f"{dataset} has no rows: nothing to train (its .meta.json counts what was dropped)")
+        if hf_folder(model, convert=False) != model:
+            log.info("training from %s", hf_folder(model))
+
+    return work
 
 
 def plan_tag_sft(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
@@ -499,7 +506,7 @@ def plan_iter_dpo(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     return StagePlan(
         name="iter-dpo", summary=f"OpenRLHF DPO of {model} (reference: itself) on {dataset.name}",
         inputs=(dataset, *((model_dir,) if model_dir else ())), outputs=(final,), commands=(tuple(command),),
-        work=_converted(model),
+        work=_before_training(model, dataset),
         renames=((partial, final),), ckpt_dir=layout.ckpt("iter-dpo"), hooks=hooks,
         unneeded=None if "dpo" in recipe.iteration.methods else "iteration.methods leaves out dpo",
     )

@@ -170,6 +170,15 @@ def _training_config(tmp_path: Path) -> Path:
     return path
 
 
+def test_training_stage_refuses_an_empty_dataset_before_launching(tmp_path, capsys):
+    config = _training_config(tmp_path)
+    write_jsonl(tmp_path / "run" / "seed" / "sft.jsonl", [])
+    assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 1
+    err = capsys.readouterr().err
+    assert "sft.jsonl has no rows: nothing to train" in err and "saved" not in err  # the launcher never ran
+    assert not (tmp_path / "run" / "models" / "tag").exists()
+
+
 def test_training_stage_renames_its_model_only_on_success(tmp_path, capsys, monkeypatch):
     config = _training_config(tmp_path)
     model = tmp_path / "run" / "models" / "tag"
