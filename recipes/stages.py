@@ -363,19 +363,24 @@ def _sft_plan(name: str, recipe: Recipe, layout: Layout, hooks: Hooks, *, model:
                                  dataset=dataset, output_dir=partial, ckpt_path=layout.ckpt(name))
     return StagePlan(
         name=name, summary=f"OpenRLHF SFT of {model} on {dataset.name}", inputs=(dataset, *extra_inputs),
-        outputs=(final,), commands=(tuple(command),), work=_before_training(model, dataset),
+        outputs=(final,), commands=(tuple(command),), work=_before_training(model, dataset, run.batch_size),
         renames=((partial, final),),
         ckpt_dir=layout.ckpt(name), unneeded=unneeded, hooks=hooks,
     )
 
 
-def _before_training(model: str, dataset: Path) -> Callable[[RunContext], None]:
-    """Work before a trainer starts: refuse an empty dataset by name (OpenRLHF would die in `datasets` with
-    a bare StopIteration), and write a GGUF model's or alias's converted folder (what OpenRLHF loads)."""
+def _before_training(model: str, dataset: Path, batch_size: int) -> Callable[[RunContext], None]:
+    """Work before a trainer starts: refuse, by name, a dataset smaller than one batch (OpenRLHF drops the
+    incomplete batch and dies in `datasets` or in its step arithmetic), and write a GGUF model's or alias's
+    converted folder (what OpenRLHF loads)."""
 
     def work(ctx: RunContext) -> None:
-        if not any(True for _ in read_jsonl(dataset)):
+        rows = sum(1 for _ in read_jsonl(dataset))
+        if rows == 0:
             raise ValueError(f"{dataset} has no rows: nothing to train (its .meta.json counts what was dropped)")
+        if rows < batch_size:
+            raise ValueError(f"{dataset} has {rows} rows, fewer than one batch ({batch_size}, the stage's "
+                             "batch_size): OpenRLHF would train no step")
         if hf_folder(model, convert=False) != model:
             log.info("training from %s", hf_folder(model))
 
@@ -506,7 +511,7 @@ def plan_iter_dpo(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
     return StagePlan(
         name="iter-dpo", summary=f"OpenRLHF DPO of {model} (reference: itself) on {dataset.name}",
         inputs=(dataset, *((model_dir,) if model_dir else ())), outputs=(final,), commands=(tuple(command),),
-        work=_before_training(model, dataset),
+        work=_before_training(model, dataset, recipe.training.iter_dpo.batch_size),
         renames=((partial, final),), ckpt_dir=layout.ckpt("iter-dpo"), hooks=hooks,
         unneeded=None if "dpo" in recipe.iteration.methods else "iteration.methods leaves out dpo",
     )

@@ -163,6 +163,7 @@ def _training_config(tmp_path: Path) -> Path:
         "models": {"base": "some/base-model", "teacher": "t"},
         "run_dir": str(tmp_path / "run"),
         "cluster": {"deepspeed": str(launcher), "gpus_per_node": 2},
+        "training": {"tag_sft": {"lr": 1.0e-5, "batch_size": 1, "epochs": 1}},  # one row is one batch
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -177,6 +178,12 @@ def test_training_stage_refuses_an_empty_dataset_before_launching(tmp_path, caps
     err = capsys.readouterr().err
     assert "sft.jsonl has no rows: nothing to train" in err and "saved" not in err  # the launcher never ran
     assert not (tmp_path / "run" / "models" / "tag").exists()
+    write_jsonl(tmp_path / "run" / "seed" / "sft.jsonl", [{"prompt": [], "response": [], "id": 1, "tokens": 1}] * 3)
+    recipe = yaml.safe_load(config.read_text())
+    recipe["training"]["tag_sft"]["batch_size"] = 4
+    config.write_text(yaml.safe_dump(recipe))
+    assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 1
+    assert "has 3 rows, fewer than one batch (4" in capsys.readouterr().err
 
 
 def test_training_stage_renames_its_model_only_on_success(tmp_path, capsys, monkeypatch):
