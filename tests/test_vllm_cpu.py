@@ -100,3 +100,13 @@ def test_engine_options_reach_the_backend_from_the_command_line(tmp_path, monkey
     assert "enforce_eager" not in defaults  # chosen by the engine for its machine
     with pytest.raises(SystemExit):
         build_parser().parse_args(["p.jsonl", "-o", "g.jsonl", "--engine-option", "no-value"])
+
+
+def test_progress_bar_given_to_vllm_never_reports_zero_elapsed_time():
+    from tops_plugin.generation.vllm import counting_bar
+
+    counted: list[int] = []
+    bar = counting_bar(counted.append)(total=4)
+    assert bar.format_dict["elapsed"] > 0  # vLLM divides by it as soon as the first request finishes
+    bar.update(2)
+    assert counted == [2]

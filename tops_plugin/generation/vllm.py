@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -116,6 +117,13 @@ def counting_bar(report: Callable[[int], None]):
     class CountingBar(tqdm):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **{**kwargs, "disable": True})
+            self.started = time.monotonic()
+
+        @property
+        def format_dict(self):
+            # vLLM divides token counts by "elapsed"; a disabled bar reports 0 (ZeroDivisionError on CPU,
+            # where the first request can finish within the clock's resolution of the bar's start).
+            return {**super().format_dict, "elapsed": max(time.monotonic() - self.started, 1e-6)}
 
         def update(self, n=1):
             report(int(n))
