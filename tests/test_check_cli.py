@@ -68,6 +68,7 @@ def test_bad_fields_are_bad_lines_and_a_number_gold_is_text(tmp_path: Path, caps
         '{"response": 1e400, "answer": "1"}': "'response' must be a string",
         '{"response": "\\\\boxed{1}", "answer": null}': "'answer' must be a string or a number",
         '{"response": "\\\\boxed{1}", "answer": true}': "'answer' must be a string or a number",
+        '{"response": "\\\\boxed{1}", "answer": "1", "truncated": "yes"}': "'truncated' must be true or false",
     }
     for line, reason in cases.items():
         (tmp_path / "in.jsonl").write_text('{"response": "\\\\boxed{2}", "answer": 2}\n' + line + "\n")

@@ -85,6 +85,8 @@ def _row_problem(row: dict, response_key: str, gold_key: str) -> str | None:
         return f"{gold_key!r} must be a string or a number, got {type(gold).__name__} {_short(gold)}"
     if isinstance(gold, float) and not math.isfinite(gold):
         return f"{gold_key!r} is not a finite number: {gold!r}"
+    if row.get("truncated") is not None and not isinstance(row["truncated"], bool):  # else silently replaced
+        return f"'truncated' must be true or false, got {_short(row['truncated'])}"
     return None
 
 
