@@ -143,7 +143,9 @@ def test_integers_beyond_pythons_string_limit_are_judged(pred: str) -> None:
     assert judge(rf"\boxed{{{pred}8}}", "7" * 5000).verdict == "wrong"
 
 
-@pytest.mark.parametrize("text", ["timeout: .nan\n", "timeout: .inf\n", "workers: 0\n", "floor: .nan\n"])
+@pytest.mark.parametrize(
+    "text", ["timeout: .nan\n", "timeout: .inf\n", "workers: 0\n", "floor: .nan\n", "timeout: yes\n", "floor: '1'\n"]
+)
 def test_server_refuses_a_reward_config_with_meaningless_numbers(text, tmp_path, capsys) -> None:
     config = tmp_path / "reward.yaml"
     config.write_text(text)

@@ -109,6 +109,10 @@ class RewardConfig:
     special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS
 
     def __post_init__(self) -> None:
+        for name in ("floor", "tolerance", "timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):  # YAML `yes` is True, i.e. 1
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if self.mode not in REWARD_MODES:
             raise ValueError(f"unknown reward mode {self.mode!r}; choose one of {sorted(REWARD_MODES)}")
         if not 0.0 <= self.floor <= 1.0:
