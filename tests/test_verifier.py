@@ -122,6 +122,13 @@ def test_no_orphans_after_close_or_interrupt(tmp_path: Path) -> None:
     assert not alive, f"processes left behind: {alive}"
 
 
+@pytest.mark.parametrize("arguments", [{"timeout": 0}, {"timeout": float("nan")}, {"timeout": True},
+                                       {"start_timeout": float("inf")}, {"workers": 0}, {"workers": True}])
+def test_meaningless_arguments_are_refused_before_any_worker_starts(arguments) -> None:
+    with pytest.raises(ValueError, match=next(iter(arguments))):
+        Verifier(**arguments)
+
+
 def test_close_is_idempotent_and_rejects_new_work() -> None:
     pool = Verifier(workers=1, timeout=DEADLINE)
     assert pool.check(r"\boxed{2}", "2").correct

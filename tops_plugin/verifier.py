@@ -124,7 +124,7 @@ class Verifier:
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
     ):
         for name, value in (("timeout", timeout), ("start_timeout", start_timeout)):
-            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -144,7 +144,8 @@ class Verifier:
         ]
         for driver in self._drivers:
             driver.start()
-        # Runs on close(), on garbage collection, or at interpreter exit, whichever comes first.
+        # Runs on close() or at interpreter exit, whichever comes first. Never on garbage collection: the
+        # driver threads hold the pool, so a pool that is dropped without close() runs until exit.
         self._finalizer = weakref.finalize(self, Verifier._shutdown, self._tasks, self._drivers)
 
     # ------------------------------------------------------------------------------------------ public
