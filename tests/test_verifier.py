@@ -86,7 +86,7 @@ def test_worker_killed_mid_batch_is_replaced_and_every_row_judged() -> None:
             results.append(verdict)
             if i in (50, 150, 250):
                 pids = pool.worker_pids
-                assert len(pids) == 2, "expected two worker processes"
+                assert len(pids) == 2, f"expected two worker processes {pool.stats} {i}"
                 os.kill(pids[i % 2], signal.SIGKILL)
         assert len(results) == 400 and all(v.correct for v in results)
 
