@@ -1,4 +1,4 @@
-"""Selection modes (DESIGN §1 steps 1, 4, 6), seed curation, statistics and the select command."""
+"""Selection modes (the method's steps 1, 4 and 6: seed curation, selection, iteration), seed curation, statistics and the select command."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The judgement of one response (DESIGN §3 verdict fields)."""
+    """The judgement of one response (the verdict fields `judging.judge_rows` adds to a row)."""
 
     verdict: str
     pred: str | None = None

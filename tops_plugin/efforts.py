@@ -41,7 +41,7 @@ EFFORT_PROMPTS: dict[str, str] = {
 
 
 # --------------------------------------------------------------------------------------------------
-# Seed curation (DESIGN §1.1): the tag-model SFT set.
+# Seed curation (the method's step 1): the tag-model SFT set.
 # --------------------------------------------------------------------------------------------------
 
 #: Length ranks of the three responses to one problem, shortest first (the paper's Table 7 columns).

@@ -1,4 +1,4 @@
-"""Rows and files in the exact shapes OpenRLHF 0.11 reads (DESIGN §3).
+"""Rows and files in the exact shapes OpenRLHF 0.11 reads.
 
 With `--data.apply_chat_template`, OpenRLHF renders `prompt` (a message list) with the trained model's
 chat template and takes the rest of the rendered conversation as the target, so prompts and answers

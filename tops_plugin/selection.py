@@ -1,6 +1,6 @@
 """Thinking-optimal selection: from many judged responses per problem, choose what the model learns from.
 
-Modes (DESIGN §1, steps 1, 4 and 6):
+Modes (the method's steps 1, 4 and 6):
 
 * ``shortest`` -- TOPS: the shortest correct response per problem; problems without one are dropped;
 * ``random`` -- the paper's baseline: a random correct response, seeded and order-independent;

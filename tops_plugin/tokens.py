@@ -151,7 +151,7 @@ def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def o1_hidden_tokens(summary_tokens: int, completion_tokens: int, reasoning_tokens: int) -> float:
-    """Estimated hidden reasoning length of an API model, in Qwen2.5 tokens (DESIGN §1.8).
+    """Estimated hidden reasoning length of an API model, in Qwen2.5 tokens (the paper's o1 estimate: hidden ≈ n_s·n_r/(n_c − n_r)).
 
     The API reports `completion_tokens` n_c (summary + reasoning) and `reasoning_tokens` n_r in its own
     tokenizer; the visible summary has n_s Qwen2.5 tokens. Assuming the same ratio of tokenizers for

@@ -1,4 +1,10 @@
-"""Build DESIGN §3 generation records from what a backend produced.
+"""Build generation records from what a backend produced.
+
+A generation record is one JSONL row: ``{"id", "problem", "answer", "effort": "low"|"medium"|"high"|null,
+"sample": int, "seed": int, "model", "messages": [...] (what was sent), "response": str,
+"finish_reason": "stop"|"length", "tokens": int (Qwen2.5 tokens of the response), "gen_tokens": int (the
+model's own count), ...}``; API backends add
+``"usage"``. Extra keys of the problem row are kept.
 
 Every backend hands its raw outputs here so the record shape (and the Qwen2.5 token count that the
 paper reports for every model) lives in one place.
