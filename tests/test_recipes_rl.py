@@ -18,6 +18,8 @@ from recipes.stages import plan_all
 from tops_plugin.jsonl import read_jsonl
 from tops_plugin.tokens import count_tokens
 
+from openrlhf_engine import Engine
+
 PAPER = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "qwen2.5-32b-tops.yaml"
 PROBLEMS = [
     {"id": "p1", "problem": "What is 6 times 7?", "answer": "42"},
@@ -122,19 +124,6 @@ def test_extra_runtime_env_fields_and_bad_reward_settings(tmp_path):
         with pytest.raises(ConfigError) as info:
             load_config(PAPER, change)
         assert info.value.key == key
-
-
-class Engine:
-    """Stand-in for OpenRLHF's vLLM engine: answers each prompt with a preset response, then EOS."""
-
-    def __init__(self, tokenizer, responses: dict[str, str]):
-        self.tokenizer, self.responses = tokenizer, responses
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        prompt = self.tokenizer.decode(prompt_token_ids, skip_special_tokens=False)
-        text = self.responses[prompt] + "<|im_end|>"
-        ids = self.tokenizer(text=text, add_special_tokens=False)["input_ids"]
-        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
 
 
 def _chatml(messages: list[dict]) -> str:

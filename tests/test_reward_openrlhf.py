@@ -16,6 +16,8 @@ import torch
 
 from tops_plugin.reward import CONFIG_ENV, LOG_KEYS, reward_func_path
 
+from openrlhf_engine import Engine
+
 agent = pytest.importorskip("openrlhf.utils.agent", reason="OpenRLHF 0.11 is not installed")
 
 TIMEOUT_S = 2.0
@@ -27,22 +29,6 @@ def chat_prompt(problem: str) -> str:
         "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
         f"<|im_start|>user\n{problem}<|im_end|>\n<|im_start|>assistant\n"
     )
-
-
-class Engine:
-    """Stand-in for OpenRLHF's vLLM engine: answers each prompt with a preset response, then EOS."""
-
-    def __init__(self, tokenizer, responses: dict[str, str]):
-        self.tokenizer, self.responses = tokenizer, responses
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        prompt = self.tokenizer.decode(prompt_token_ids, skip_special_tokens=False)
-        text = self.responses[prompt] + "<|im_end|>"
-        ids = self.tokenizer(text=text, add_special_tokens=False)["input_ids"]
-        await asyncio.sleep(0)
-        return SimpleNamespace(
-            outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)]
-        )
 
 
 @pytest.fixture(scope="module")
