@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained; path or hub name); default Qwen2.5. Reported figures stay in Qwen2.5 tokens")
     parser.add_argument("--recount", action="store_true",
                         help="recount every row's `tokens` (Qwen2.5) instead of trusting and checking the field")
-    parser.add_argument("--max-len", type=_positive_int, metavar="N",
+    parser.add_argument("--max-len", type=_train_max_len, metavar="N",
                         help="OpenRLHF's --data.max_len of the training run: exclude candidates whose prompt + "
                         "response would be cut, before choosing")
     parser.add_argument("--chat-tokenizer", metavar="PATH",
@@ -64,11 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+def _train_max_len(text: str) -> int:
+    """OpenRLHF's --data.max_len: an integer with room for a prompt, a response and EOS."""
+    value = positive_int(text)
     if value < 3:
         raise argparse.ArgumentTypeError(f"must be >= 3 (prompt + response + EOS), got {value}")
     return value
