@@ -21,7 +21,8 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from tops_plugin.generation import GenerationRequest, SamplingParams, build_messages, generate_to_file, load_backend, sample_seed
+from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend, sample_seed
+from tops_plugin.prompts import build_messages
 from tops_plugin.jsonl import read_jsonl
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k_test.jsonl"

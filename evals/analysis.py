@@ -31,11 +31,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evals.harness import DEFAULT_EFFORT
 from evals.metrics import wilson_interval
 from evals.plots import accuracy_axis, panels, save_figure
 from evals.report import display_name
-from tops_plugin.efforts import EFFORTS
+from tops_plugin.prompts import effort_label, effort_sort_key
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
 from tops_plugin.round_judge import JudgeItem, RoundJudge
 from tops_plugin.rounds import (
@@ -51,14 +50,12 @@ from tops_plugin.rounds import (
 __all__ = [
     "AnalysisConfig",
     "analyze",
-    "effort_name",
     "load_samples",
     "render_report",
     "write_outputs",
     "write_plots",
 ]
 
-EFFORT_ORDER = (*EFFORTS, DEFAULT_EFFORT)
 UNKNOWN_BENCHMARK = "unknown"
 
 #: The splitter's settings behind ``--equations``.
@@ -83,14 +80,6 @@ class AnalysisConfig:
 
 
 # ------------------------------------------------------------------------------------------------- inputs
-
-
-def effort_name(effort: object) -> str:
-    return DEFAULT_EFFORT if effort is None else str(effort)
-
-
-def _effort_key(name: str) -> tuple:
-    return (EFFORT_ORDER.index(name), "") if name in EFFORT_ORDER else (len(EFFORT_ORDER), name)
 
 
 def _level_name(level: object) -> str | None:
@@ -173,7 +162,7 @@ def _response_rounds(
                 "sample": row.get("sample"),
                 "benchmark": row.get("benchmark") or UNKNOWN_BENCHMARK,
                 "level": _level_name(row.get("level")),
-                "effort": effort_name(row.get("effort")),
+                "effort": effort_label(row.get("effort")),
                 "tokens": row["tokens"],
                 "correct": bool(row.get("correct")),
                 "rounds": counts.rounds,
@@ -272,7 +261,7 @@ def _by(records: Iterable[dict], key: Callable[[dict], object]) -> dict:
 
 def _by_effort(records: Sequence[dict]) -> dict:
     groups = _by(records, lambda r: r["effort"])
-    return {effort: _group_summary(groups[effort]) for effort in sorted(groups, key=_effort_key)}
+    return {effort: _group_summary(groups[effort]) for effort in sorted(groups, key=effort_sort_key)}
 
 
 def _level_sort(level: str) -> tuple:
@@ -342,14 +331,14 @@ def _effort_table(records: Sequence[dict]) -> dict:
             "tokens_mean": _mean([r["tokens"] for r in groups[effort]]),
             "tokens_median": statistics.median([r["tokens"] for r in groups[effort]]),
         }
-        for effort in sorted(groups, key=_effort_key)
+        for effort in sorted(groups, key=effort_sort_key)
     }
 
 
 def _best_effort(records: Sequence[dict]) -> dict:
     """The effort with the highest accuracy; ties go to the shorter mean length (thinking-optimal)."""
     table = _effort_table(records)
-    best = min(table, key=lambda e: (-table[e]["accuracy"], table[e]["tokens_mean"], _effort_key(e)))
+    best = min(table, key=lambda e: (-table[e]["accuracy"], table[e]["tokens_mean"], effort_sort_key(e)))
     return {
         "best_effort": best,
         "best_accuracy": table[best]["accuracy"],
@@ -645,7 +634,7 @@ def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
     if leveled:
         plt, fig, axes = panels(len(leveled))
         for ax, (bench, levels) in zip(axes, leveled.items()):
-            efforts = sorted({e for cell in levels.values() for e in cell["accuracy"]}, key=_effort_key)
+            efforts = sorted({e for cell in levels.values() for e in cell["accuracy"]}, key=effort_sort_key)
             names = list(levels)
             values = []
             for effort in efforts:

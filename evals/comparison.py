@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evals.harness import DEFAULT_EFFORT
 from evals.metrics import summarize
 from evals.report import display_name
 from tops_plugin.jsonl import read_jsonl
+from tops_plugin.prompts import DEFAULT_EFFORT
 
 __all__ = ["ProblemSetDifference", "on_common_problems", "problem_set_differences"]
 

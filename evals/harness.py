@@ -26,7 +26,7 @@ from typing import Any
 
 from evals.benchmarks import BENCHMARKS, BenchmarkData, load_benchmarks, local_ids
 from evals.metrics import summarize, usage_tokens
-from tops_plugin.efforts import EFFORTS
+from tops_plugin.prompts import DEFAULT_EFFORT, EFFORTS, effort_label, effort_sort_key
 from tops_plugin.jsonl import (
     JsonlError,
     append_jsonl,
@@ -41,7 +41,6 @@ from tops_plugin.jsonl import (
 __all__ = [
     "TOKEN_COUNTS",
     "ConfigMismatch",
-    "DEFAULT_EFFORT",
     "EvalConfig",
     "MODEL_BACKENDS",
     "counted_text",
@@ -49,7 +48,6 @@ __all__ = [
 ]
 
 MODEL_BACKENDS: tuple[str, ...] = ("vllm", "hf", "openai")
-DEFAULT_EFFORT = "default"  # the results key of samples made without an effort prompt
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
 # Keys of config.json that, when they differ, mean the samples on disk are not the ones asked for.
@@ -128,16 +126,12 @@ class EvalConfig:
         return data
 
 
-def effort_label(effort: str | None) -> str:
-    return DEFAULT_EFFORT if effort is None else effort
-
-
 # ------------------------------------------------------------------------------------------------ identity
 
 
 def _prompt_hashes(efforts: Iterable[str | None]) -> dict[str, str]:
     """sha256 of the messages each effort sends (system prompt + instruction), per effort label."""
-    from tops_plugin.generation import build_messages
+    from tops_plugin.prompts import build_messages
 
     return {
         effort_label(effort): hashlib.sha256(
@@ -522,14 +516,13 @@ def build_summary(
     config: EvalConfig, data: list[BenchmarkData], groups: dict[str, dict[str, list[dict]]], run: dict
 ) -> dict:
     """summary.json: results per benchmark x effort, the data used and the configuration."""
-    order = {label: rank for rank, label in enumerate((DEFAULT_EFFORT, *EFFORTS))}
     results = {}
     for item in data:
         per_effort = groups.get(item.name, {})
         level_totals = Counter(str(p["level"]) for p in item.problems if p.get("level") is not None)
         results[item.name] = {
             label: summarize(per_effort[label], n_problems_expected=len(item.problems), level_totals=level_totals)
-            for label in sorted(per_effort, key=lambda label: order.get(label, len(order)))
+            for label in sorted(per_effort, key=effort_sort_key)
             if per_effort[label]
         }
     return {

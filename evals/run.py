@@ -14,11 +14,12 @@ from pathlib import Path
 from rich.console import Console
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
-from evals.harness import DEFAULT_EFFORT, TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
+from evals.harness import TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
 from evals.report import coverage_warnings
 from tops_plugin.cli_args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.progress import ProgressDisplay
+from tops_plugin.prompts import DEFAULT_EFFORT
 
 
 def _value(text: str):

@@ -73,7 +73,7 @@ def write_rl_prompts(problems: Iterable[Mapping], out: Path, references: Mapping
                      ref_source: str) -> dict:
     """RL prompts (the generation stage's boxed-answer messages) with labels; returns the counts written
     to `OUT.meta.json`: prompts with and without a reference length, and why not."""
-    from tops_plugin.generation import build_messages
+    from tops_plugin.prompts import build_messages
 
     counts: Counter = Counter()
     lengths: list[int] = []

@@ -28,7 +28,7 @@ from typing import Any
 from recipes import launch
 from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
 from recipes.manifest import digest
-from tops_plugin.efforts import EFFORTS
+from tops_plugin.prompts import EFFORTS
 from tops_plugin.generation.models import hf_folder
 from tops_plugin.jsonl import atomic_writer, read_jsonl, write_jsonl
 

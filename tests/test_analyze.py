@@ -47,7 +47,7 @@ def test_rounds_by_effort(result):
     analysis, records = result
     assert [(r["rounds"], r["erroneous_rounds"]) for r in records] == [(1, 0), (3, 2), (2, 1), (0, 0), (2, 0), (1, 0)]
     by_effort = analysis["by_effort"]
-    assert list(by_effort) == ["low", "high", "default"]
+    assert list(by_effort) == ["default", "low", "high"]  # one order everywhere: baseline first
     low, high, default = by_effort["low"], by_effort["high"], by_effort["default"]
     # Correct final answers only (the paper's restriction).
     assert (low["responses"], low["rounds_mean"], low["erroneous_rounds_mean"], low["erroneous_ratio"]) == (

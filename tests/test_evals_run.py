@@ -12,6 +12,7 @@ import tops_plugin.generation as generation
 from evals import compare, run
 from evals.harness import ConfigMismatch, EvalConfig, run_eval
 from tops_plugin.jsonl import JsonlError, read_jsonl
+from tops_plugin.prompts import build_messages
 
 PROBLEMS = [
     {"id": "p1", "problem": "1+1?", "answer": "2", "level": 1},
@@ -170,7 +171,7 @@ class CannedBackend:
                 CannedBackend.calls.append((request.id, request.effort, sample, request.sampling.seed))
                 text = f"The answer is \\boxed{{{request.problem['answer'] if sample == 0 else 0}}}"
                 yield {**request.problem, "effort": request.effort, "sample": sample, "seed": request.sampling.seed,
-                       "model": self.model, "messages": generation.build_messages(request.problem["problem"], request.effort),
+                       "model": self.model, "messages": build_messages(request.problem["problem"], request.effort),
                        "response": text, "finish_reason": "stop", "tokens": len(text.split())}
 
     def close(self):

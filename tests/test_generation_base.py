@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tops_plugin.efforts import EFFORT_PROMPTS
 from tops_plugin.generation import (
     BadRequest,
     GenerationRequest,
     SamplingParams,
-    build_messages,
     generate_to_file,
     load_backend,
     sample_seed,
 )
 from tops_plugin.generation.base import request_problem
+from tops_plugin.prompts import EFFORT_PROMPTS, build_messages
 from tops_plugin.generation.records import RawOutput, make_records
 from tops_plugin.jsonl import read_jsonl
 

@@ -7,7 +7,7 @@ from itertools import islice
 
 import pytest
 
-from tops_plugin.efforts import EFFORT_PROMPTS, EFFORTS
+from tops_plugin.prompts import EFFORT_PROMPTS, EFFORTS
 from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend
 from tops_plugin.jsonl import read_jsonl
 

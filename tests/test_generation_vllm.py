@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tops_plugin.efforts import EFFORT_PROMPTS
+from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend, sample_seed
 from tops_plugin.generation.vllm import EngineWorker, stream_chunks
 from tops_plugin.jsonl import read_jsonl

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tops_plugin.efforts import EFFORT_PROMPTS
+from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.jsonl import read_jsonl, write_jsonl
 from tops_plugin.select import main
 from tops_plugin.tokens import default_tokenizer_dir

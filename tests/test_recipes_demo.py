@@ -16,7 +16,7 @@ import yaml
 from recipes import tops
 from recipes.demo_problems import ROLES, SolverBackend, make_problems, worked_solution, write_problem_sets
 from tops_plugin.answers import judge
-from tops_plugin.efforts import EFFORTS
+from tops_plugin.prompts import EFFORTS
 from tops_plugin.generation import GenerationRequest
 from tops_plugin.jsonl import read_jsonl
 from tops_plugin.tokens import count_tokens

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from tops_plugin.efforts import EFFORT_PROMPTS, SeedCurationConfig, curate_seed
+from tops_plugin.efforts import SeedCurationConfig, curate_seed
+from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.jsonl import JsonlError, read_jsonl, write_jsonl
 from tops_plugin.jsonl import sha256_file
 from tops_plugin.openrlhf import meta_path

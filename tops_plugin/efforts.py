@@ -1,44 +1,11 @@
-"""Reasoning-effort system prompts (the paper's Figure 7), the one source of truth for their text, and
-seed curation: the effort-tagged SFT set that teaches a base model the three reasoning styles.
-"""
+"""Seed curation: the effort-tagged SFT set that teaches a base model the three reasoning styles."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-EFFORTS: tuple[str, ...] = ("low", "medium", "high")
-
-EFFORT_PROMPTS: dict[str, str] = {
-    "low": (
-        "Low Reasoning Effort: You have extremely limited time to think and respond to the user’s query. "
-        "Every additional second of processing and reasoning incurs a significant resource cost, which could "
-        "affect efficiency and effectiveness. Your task is to prioritize speed without sacrificing essential "
-        "clarity or accuracy. Provide the most direct and concise answer possible. Avoid unnecessary steps, "
-        "reflections, verification, or refinements UNLESS ABSOLUTELY NECESSARY. Your primary goal is to "
-        "deliver a quick, clear and correct response."
-    ),
-    "medium": (
-        "Medium Reasoning Effort: You have sufficient time to think and respond to the user’s query, allowing "
-        "for a more thoughtful and in-depth answer. However, be aware that the longer you take to reason and "
-        "process, the greater the associated resource costs and potential consequences. While you should not "
-        "rush, aim to balance the depth of your reasoning with efficiency. Prioritize providing a "
-        "well-thought-out response, but do not overextend your thinking if the answer can be provided with a "
-        "reasonable level of analysis. Use your reasoning time wisely, focusing on what is essential for "
-        "delivering an accurate response without unnecessary delays and overthinking."
-    ),
-    "high": (
-        "High Reasoning Effort: You have unlimited time to think and respond to the user’s question. There is "
-        "no need to worry about reasoning time or associated costs. Your only goal is to arrive at a reliable, "
-        "correct final answer. Feel free to explore the problem from multiple angles, and try various methods "
-        "in your reasoning. This includes reflecting on reasoning by trying different approaches, verifying "
-        "steps from different aspects, and rethinking your conclusions as needed. You are encouraged to take "
-        "the time to analyze the problem thoroughly, reflect on your reasoning promptly and test all possible "
-        "solutions. Only after a deep, comprehensive thought process should you provide the final answer, "
-        "ensuring it is correct and well-supported by your reasoning."
-    ),
-}
-
+from tops_plugin.prompts import EFFORT_PROMPTS, EFFORTS
 
 # --------------------------------------------------------------------------------------------------
 # Seed curation (the method's step 1): the tag-model SFT set.

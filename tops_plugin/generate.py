@@ -11,7 +11,7 @@ import logging
 import sys
 from itertools import islice
 
-from tops_plugin.efforts import EFFORTS
+from tops_plugin.prompts import EFFORTS
 from tops_plugin.cli_args import (
     fraction,
     input_file,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tops_plugin.efforts import EFFORT_PROMPTS
+from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.jsonl import atomic_writer, sha256_file, write_jsonl
 
 __all__ = [
@@ -85,7 +85,7 @@ def prompt_messages(row: dict, effort: str | None = None) -> list[dict]:
         while kept and kept[-1]["role"] == "assistant":
             kept.pop()
     elif row.get("problem") is not None:
-        from tops_plugin.generation import build_messages
+        from tops_plugin.prompts import build_messages
 
         kept = build_messages(str(row["problem"]), None)
     else:

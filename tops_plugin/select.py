@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tops_plugin.efforts import EFFORTS
+from tops_plugin.prompts import EFFORTS
 from tops_plugin.cli_args import input_file, nonnegative_int, output_file, positive_float, positive_int, same_file
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset

@@ -15,7 +15,6 @@ from tops_plugin.generation.base import (
     BadRequest,
     GenerationRequest,
     SamplingParams,
-    build_messages,
     sample_seed,
 )
 from tops_plugin.generation.resume import GenerationSummary, ProgressEvent, generate_to_file
@@ -28,7 +27,6 @@ __all__ = [
     "GenerationSummary",
     "ProgressEvent",
     "SamplingParams",
-    "build_messages",
     "generate_to_file",
     "load_backend",
     "sample_seed",

@@ -13,23 +13,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from tops_plugin.efforts import EFFORT_PROMPTS, EFFORTS
+from tops_plugin.prompts import EFFORT_PROMPTS, EFFORTS, build_messages
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BOXED_INSTRUCTION",
     "Backend",
     "BadRequest",
     "GenerationRequest",
     "SamplingParams",
-    "build_messages",
     "request_problem",
     "sample_seed",
 ]
-
-BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -133,16 +128,6 @@ def valid_requests(
             errors.append((exc.problem_id, exc.reason))
             continue
         yield request, build_messages(text, request.effort)
-
-
-def build_messages(problem_text: str, effort: str | None) -> list[dict]:
-    """Chat messages for one problem: the effort system prompt (if any), then the problem and the
-    instruction to box the final answer. Rendered later with each model's own chat template."""
-    messages: list[dict] = []
-    if effort is not None:
-        messages.append({"role": "system", "content": EFFORT_PROMPTS[effort]})
-    messages.append({"role": "user", "content": f"{problem_text.strip()}\n\n{BOXED_INSTRUCTION}"})
-    return messages
 
 
 def sample_seed(seed: int, problem_id, effort: str | None, sample: int) -> int:
