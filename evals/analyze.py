@@ -25,7 +25,7 @@ from evals.analysis import (
 )
 from evals.report import display_name
 from tops_plugin.jsonl import JsonlError
-from tops_plugin.cli_args import positive_float, positive_int
+from tops_plugin.cli.args import positive_float, positive_int
 from tops_plugin.round_judge import RoundJudge
 
 
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
-    from tops_plugin.progress import ProgressDisplay
+    from tops_plugin.cli.progress import ProgressDisplay
     from tops_plugin.verifier import Verifier
 
     args = _parser().parse_args(argv)

@@ -16,9 +16,9 @@ from rich.console import Console
 from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.harness import TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
 from evals.report import coverage_warnings
-from tops_plugin.cli_args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+from tops_plugin.cli.args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from tops_plugin.jsonl import JsonlError
-from tops_plugin.progress import ProgressDisplay
+from tops_plugin.cli.progress import ProgressDisplay
 from tops_plugin.prompts import DEFAULT_EFFORT
 
 

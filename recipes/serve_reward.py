@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-from tops_plugin.cli_args import input_file, port, positive_float
+from tops_plugin.cli.args import input_file, port, positive_float
 from tops_plugin.server import TOKEN_ENV
 
 TOKEN_PLACEHOLDER = "{token}"

@@ -20,8 +20,8 @@ from rich.markup import escape
 from recipes.config import STAGE_NAMES, ConfigError, Recipe, load_config
 from recipes.manifest import Manifest, RunDirBusy, StageFailed, digest, execute, run_lock
 from recipes.stages import Hooks, StagePlan, plan_all
-from tops_plugin.progress import ProgressDisplay
-from tops_plugin.cli_args import input_file
+from tops_plugin.cli.progress import ProgressDisplay
+from tops_plugin.cli.args import input_file
 
 
 def build_parser() -> argparse.ArgumentParser:

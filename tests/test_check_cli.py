@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tops_plugin.check import main
+from tops_plugin.cli.check import main
 from tops_plugin.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent

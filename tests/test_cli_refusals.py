@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tops_plugin import check, cli_args, generate, select, server
+from tops_plugin import server
+from tops_plugin.cli import args as cli_args
+from tops_plugin.cli import check, generate, select
 from tops_plugin.answers import judge
 from tops_plugin.jsonl import read_jsonl_numbered
 

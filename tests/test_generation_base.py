@@ -248,7 +248,7 @@ def test_a_problem_that_cannot_be_encoded_is_skipped_by_id_and_the_rest_generate
 
 
 def test_generate_command_refuses_duplicate_ids_naming_both_lines(tmp_path, capsys):
-    from tops_plugin.generate import main
+    from tops_plugin.cli.generate import main
 
     source = tmp_path / "problems.jsonl"
     rows = problems(3) + [{"id": "p1", "problem": "another problem"}]

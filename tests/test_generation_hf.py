@@ -78,7 +78,7 @@ def test_greedy_and_stop_strings(backend, gsm8k):
 
 
 def test_cli_runs_and_resumes(backend, shared_data_dir, tmp_path, capsys):
-    from tops_plugin.generate import main
+    from tops_plugin.cli.generate import main
 
     out = tmp_path / "cli.jsonl"
     argv = [str(shared_data_dir / "gsm8k_test.jsonl"), "-o", str(out), "--limit", "2", "--efforts", "low,none",

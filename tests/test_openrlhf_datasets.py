@@ -9,7 +9,7 @@ import pytest
 
 from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.jsonl import read_jsonl, write_jsonl
-from tops_plugin.select import main
+from tops_plugin.cli.select import main
 from tops_plugin.tokens import default_tokenizer_dir
 
 openrlhf_datasets = pytest.importorskip("openrlhf.datasets")

@@ -7,7 +7,7 @@ import time
 
 from rich.console import Console
 
-from tops_plugin.progress import ProgressDisplay, format_duration
+from tops_plugin.cli.progress import ProgressDisplay, format_duration
 
 
 class Clock:

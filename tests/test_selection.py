@@ -13,7 +13,7 @@ from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.jsonl import JsonlError, read_jsonl, write_jsonl
 from tops_plugin.jsonl import sha256_file
 from tops_plugin.openrlhf import meta_path
-from tops_plugin.select import main
+from tops_plugin.cli.select import main
 from tops_plugin.judging import judge_rows
 from tops_plugin.selection import SelectionConfig, read_records, select
 

@@ -86,7 +86,7 @@ def test_real_engine_is_reproducible_by_seed(ray_backend, tmp_path):
 
 
 def test_engine_options_reach_the_backend_from_the_command_line(tmp_path, monkeypatch):
-    from tops_plugin.generate import backend_options, build_parser
+    from tops_plugin.cli.generate import backend_options, build_parser
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.jsonl").write_text('{"id": 1, "problem": "1+1?", "answer": "2"}\n')

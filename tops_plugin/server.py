@@ -50,7 +50,7 @@ from prometheus_client import (
 )
 
 from tops_plugin.answers import VERDICTS
-from tops_plugin.cli_args import input_file, port, positive_float, positive_int
+from tops_plugin.cli.args import input_file, port, positive_float, positive_int
 from tops_plugin.jsonl import loads
 from tops_plugin.reward import Scorer
 

@@ -1,4 +1,4 @@
-"""Checker throughput and memory, by hand: ``python benchmarks/checker.py [--rows N] [--repeats R]``.
+"""Checker throughput and memory, by hand: ``python perf/checker.py [--rows N] [--repeats R]``.
 
 Baseline: plain math-verify in one process, the usual way (``verify(parse("$"+gold+"$"), parse(response))``).
 Measured on the same rows, in one run:

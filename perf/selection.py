@@ -1,6 +1,6 @@
 """Selection throughput and memory on a large, unsorted input.
 
-    python benchmarks/selection.py [--rows 1000000] [--samples 8] [--modes shortest,iter-dpo]
+    python perf/selection.py [--rows 1000000] [--samples 8] [--modes shortest,iter-dpo]
                                    [--data-dir ../shared/data] [--keep FILE] [--max-len 16384]
 
 Builds a synthetic generation file from the problems in `--data-dir` (`--rows` rows, `--samples` per

@@ -1,6 +1,6 @@
 """Token counting speed: `tops_plugin.tokens` against a per-string `transformers` encode loop.
 
-    python benchmarks/tokens.py [--labeled ../shared/labeled/labeled_dev.jsonl] [--repeats 3]
+    python perf/tokens.py [--labeled ../shared/labeled/labeled_dev.jsonl] [--repeats 3]
                                 [--stream-rows 10000] [--stream-repeats 1]
 
 Both tokenizers are loaded before timing (load time excluded) from the same offline files. Part 1 counts

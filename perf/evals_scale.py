@@ -1,4 +1,4 @@
-"""Scoring at scale, by hand: ``python benchmarks/evals_scale.py [--rows 100000] [--ref-rows N] [--workers W]``.
+"""Scoring at scale, by hand: ``python perf/evals_scale.py [--rows 100000] [--ref-rows N] [--workers W]``.
 
 Builds a `--backend responses` file of --rows rows from the real responses in
 ../shared/labeled/labeled_dev.jsonl (those whose problem is in GSM8K, MATH500 or AIME2024), each reused

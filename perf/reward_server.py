@@ -15,12 +15,12 @@ nesting) that only the verifier's hard deadline stops. Measured in one run:
 Targets: no lost or duplicated item, p99 <= deadline + 1 s, server items/s >= 0.8 x raw items/s, and
 small requests beside hostile batches p99 <= deadline + 1 s.
 
-    python benchmarks/reward_server.py [--items 1200] [--clients 32] [--workers 2*cores] [--timeout 3]
+    python perf/reward_server.py [--items 1200] [--clients 32] [--workers 2*cores] [--timeout 3]
 
 Before/after a change to the server: the script drives the `tops_plugin` of the current directory, so for
 the "before" figures run this file from a checkout of the older commit:
 
-    cd OLD_CHECKOUT && PYTHONPATH=. python /path/to/this/benchmarks/reward_server.py
+    cd OLD_CHECKOUT && PYTHONPATH=. python /path/to/this/perf/reward_server.py
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ total wall time against the 10-minute target and the seconds `manifest.json` rec
 The converted SmolLM2 folder and DeepSpeed's compiled CPU Adam stay cached between runs (as on any
 second use); `--cold` times a first use by pointing both caches at empty folders.
 
-    python benchmarks/demo_time.py --label idle
-    python benchmarks/demo_time.py --label loaded --out runs/demo-timed
+    python perf/demo_time.py --label idle
+    python perf/demo_time.py --label loaded --out runs/demo-timed
 """
 
 from __future__ import annotations

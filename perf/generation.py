@@ -7,9 +7,9 @@ options the backend chooses for this machine) vs raw `vllm.LLM.generate` on the 
 `--vs-hf` then also runs the hf backend on the same requests (vLLM/hf ratio; CPU: hf in float32).
 Runs alternate; medians are reported. Target: backend tokens/s >= 0.95 x raw.
 
-    python benchmarks/generation.py [--model smollm2-135m] [--prompts 8] [--max-tokens 64] [--repeats 3]
-    python benchmarks/generation.py --backend vllm [--model DIR] [--prompts 64] [--n-samples 8] [--max-tokens 256]
-    OMP_NUM_THREADS=1 python benchmarks/generation.py --backend vllm --prompts 8 --n-samples 4 --max-tokens 128 --vs-hf
+    python perf/generation.py [--model smollm2-135m] [--prompts 8] [--max-tokens 64] [--repeats 3]
+    python perf/generation.py --backend vllm [--model DIR] [--prompts 64] [--n-samples 8] [--max-tokens 256]
+    OMP_NUM_THREADS=1 python perf/generation.py --backend vllm --prompts 8 --n-samples 4 --max-tokens 128 --vs-hf
 """
 
 from __future__ import annotations

@@ -1,0 +1,196 @@
+"""`python -m tops_plugin.generate PROBLEMS.jsonl -o GENERATIONS.jsonl`: problems -> generation records.
+
+Parses arguments, builds the backend and the requests, and shows progress; the work (and resume:
+rerunning with the same output generates only what is missing) is `generate_to_file`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from itertools import islice
+
+from tops_plugin.prompts import EFFORTS
+from tops_plugin.cli.args import (
+    fraction,
+    input_file,
+    nonnegative_float,
+    nonnegative_int,
+    output_file,
+    positive_int,
+    same_file,
+)
+from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
+from tops_plugin.jsonl import JsonlError, read_jsonl_numbered
+
+NO_EFFORT = ("none", "default")
+
+
+def parse_efforts(text: str) -> list[str | None]:
+    """"low,medium,high" -> ["low", "medium", "high"]; "none" (or "default") means no effort prompt."""
+    efforts: list[str | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part in NO_EFFORT:
+            efforts.append(None)
+        elif part in EFFORTS:
+            efforts.append(part)
+        else:
+            raise argparse.ArgumentTypeError(f"unknown effort {part!r} (use {', '.join(EFFORTS + NO_EFFORT)})")
+    return efforts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tops_plugin.generate", description=__doc__.splitlines()[0])
+    p.add_argument("problems", type=input_file, help="problems JSONL ({id, problem, answer, ...} per line)")
+    p.add_argument("-o", "--out", required=True, type=output_file, help="generation JSONL (appended to; reruns resume)")
+    p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf")
+    p.add_argument("--model", default="smollm2-135m", help="path, hub id, alias (smollm2-135m) or API model")
+    p.add_argument("--efforts", type=parse_efforts, default=[None], help="comma list of low,medium,high,none (default: none)")
+    p.add_argument("--n-samples", type=positive_int, default=1)
+    p.add_argument("--temperature", type=nonnegative_float, default=1.0)
+    p.add_argument("--top-p", type=fraction, default=1.0)
+    p.add_argument("--max-tokens", type=positive_int, default=16384)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N problems")
+    hf = p.add_argument_group("hf backend")
+    hf.add_argument("--batch-size", type=positive_int, default=16)
+    hf.add_argument("--device", default=None)
+    vl = p.add_argument_group("vllm backend")
+    vl.add_argument("--tensor-parallel-size", type=positive_int, default=1)
+    vl.add_argument("--data-parallel-size", type=nonnegative_int, default=1, help="engines (Ray actors); 0 = all GPUs")
+    vl.add_argument("--gpu-memory-utilization", type=fraction, default=None)
+    vl.add_argument("--max-model-len", type=positive_int, default=None)
+    vl.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
+                    help="skip CUDA-graph/torch.compile capture (default: on without a GPU, off with one)")
+    vl.add_argument("--engine-option", action="append", default=[], type=_engine_option, metavar="KEY=VALUE",
+                    help="any other vllm.LLM option, value read as YAML (e.g. kv_cache_memory_bytes=2147483648); repeatable")
+    api = p.add_argument_group("openai backend")
+    api.add_argument("--base-url", default=None, help="endpoint (default: $OPENAI_BASE_URL or OpenAI)")
+    api.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    api.add_argument("--concurrency", type=positive_int, default=8)
+    api.add_argument("--reasoning-effort", default=None, help="passed through as reasoning_effort")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _engine_option(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    if args.backend == "hf":
+        return {"batch_size": args.batch_size, "device": args.device}
+    if args.backend == "vllm":
+        options = {
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "data_parallel_size": args.data_parallel_size,
+            "seed": args.seed,
+        }
+        if args.gpu_memory_utilization is not None:
+            options["gpu_memory_utilization"] = args.gpu_memory_utilization
+        if args.max_model_len is not None:
+            options["max_model_len"] = args.max_model_len
+        if args.enforce_eager is not None:
+            options["enforce_eager"] = args.enforce_eager
+        return {**options, **dict(args.engine_option)}
+    return {
+        "base_url": args.base_url,
+        "api_key_env": args.api_key_env,
+        "concurrency": args.concurrency,
+        "reasoning_effort": args.reasoning_effort,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if same_file(args.problems, args.out):
+        parser.error(f"argument -o/--out: {args.out} is the problems file; appending to it would corrupt it")
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    sampling = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed, stop=tuple(args.stop)
+    )
+    read_errors: list[JsonlError] = []
+    numbered = list(islice(read_jsonl_numbered(args.problems, skip_bad=True, errors=read_errors), args.limit))
+    for err in read_errors:
+        console.print(f"[yellow]skipped unreadable line {err}")
+    duplicates = duplicate_ids(numbered)
+    if duplicates:
+        for pid, first, again in duplicates[:10]:
+            console.print(f"[red]error:[/] {args.problems}:{again}: problem id {pid!r} already used on line {first}")
+        console.print(f"[red]error:[/] {len(duplicates)} duplicate problem id(s) in {args.problems}: every id must "
+                      "name one problem (records are keyed by id); nothing was generated")
+        return 2
+    problems = [row for _, row in numbered]
+    requests = [
+        GenerationRequest(row, effort, args.n_samples, sampling) for row in problems for effort in args.efforts
+    ]
+    backend = load_backend(args.backend, args.model, **backend_options(args))
+    try:
+        summary = run_with_progress(backend, requests, args.out, console)
+    finally:
+        backend.close()
+    print_summary(summary, console)
+    return 0 if summary.complete and not summary.bad else 1
+
+
+def duplicate_ids(numbered: list[tuple[int, dict]]) -> list[tuple[object, int, int]]:
+    """(id, first line, repeated line) for each row whose id an earlier row already has. Ids compare as
+    text, as records are keyed (``1`` and ``"1"`` are one id)."""
+    first_line: dict[object, int] = {}
+    repeats = []
+    for line, row in numbered:
+        pid = row.get("id")
+        if pid is None or isinstance(pid, (dict, list)):
+            continue  # reported per problem by the request checks
+        key = str(pid)
+        if key in first_line:
+            repeats.append((pid, first_line[key], line))
+        else:
+            first_line[key] = line
+    return repeats
+
+
+def run_with_progress(backend, requests, out, console) -> GenerationSummary:
+    """`generate_to_file` under `tops_plugin.cli.progress`: done/total, generated tokens/s, ETA (bars on a
+    terminal, steady log lines otherwise)."""
+    from tops_plugin.cli.progress import ProgressDisplay
+
+    with ProgressDisplay(console) as display:
+        return generate_to_file(backend, requests, out, progress=display.events("generating"))
+
+
+def print_summary(summary: GenerationSummary, console) -> None:
+    console.print(
+        f"[bold]{summary.path}[/]: wrote {summary.records} record(s) of {summary.planned} planned "
+        f"({summary.skipped} already present) in {summary.elapsed_s:.1f}s; "
+        f"truncated {summary.truncated_share:.1%}, mean {summary.mean_tokens:.1f} Qwen2.5 tokens, "
+        f"{summary.gen_tokens_per_s:,.1f} generated tokens/s"
+    )
+    if summary.bad:
+        problems = len({pid for pid, _ in summary.bad})
+        console.print(f"[yellow]{len(summary.bad)} request(s)/sample(s) of {problems} problem(s) skipped or failed "
+                      "(warnings above): invalid problems stay skipped until fixed in the input; a rerun retries "
+                      "failed samples")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
