@@ -1,21 +1,39 @@
-"""Argument types shared by every command, so a meaningless value is refused by argparse up front.
+"""The parser every command starts from, and the argument types they share.
 
-Each is an argparse ``type=``: it returns the parsed value or raises ``ArgumentTypeError``, which argparse
-reports as ``error: argument --timeout: must be a positive finite number, got 'nan'`` with exit code 2 --
-never a traceback, and never a hang later (``--timeout nan`` would make every deadline wait forever).
+`command_parser` makes the commands behave alike: named after their console script, no abbreviated
+options (argparse would otherwise read ``--effort low`` as ``--efforts low`` and ``--temp`` as
+``--temperature``), and ``--help`` that shows each option's default. `add_renamed` keeps an option's former
+spelling working, hidden from ``--help``, after a rename.
+
+Each type is an argparse ``type=``: it returns the parsed value or raises ``ArgumentTypeError``, which
+argparse reports as ``error: argument --timeout: must be a positive finite number, got 'nan'`` with exit
+code 2 -- never a traceback, and never a hang later (``--timeout nan`` would make every deadline wait
+forever).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import stat
+import textwrap
 from argparse import ArgumentTypeError
 from pathlib import Path
 
+import yaml
+
+from tops_plugin.prompts import DEFAULT_EFFORT, EFFORTS
+
 __all__ = [
+    "NO_EFFORT",
+    "HelpFormatter",
+    "add_renamed",
+    "command_parser",
+    "efforts",
     "fraction",
     "input_file",
+    "key_value",
     "nonnegative_float",
     "nonnegative_int",
     "output_file",
@@ -24,6 +42,66 @@ __all__ = [
     "positive_int",
     "same_file",
 ]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with the description's own line breaks (each line wrapped to the terminal) and each
+    option's default, where it has one: an option that is off or unset by default (False, None, an empty
+    list) says so in its help instead of printing ``(default: None)``."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+                         for line in text.splitlines())
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def command_parser(prog: str, description: str, **options) -> argparse.ArgumentParser:
+    """An argument parser for the command installed as `prog` (its console script): whole option names
+    only, defaults shown in ``--help``."""
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter,
+                                   allow_abbrev=False, **options)
+
+
+def add_renamed(container, *flags: str, old: str | tuple[str, ...], **options) -> argparse.Action:
+    """``container.add_argument(*flags, **options)`` that also accepts the option's former spelling(s)
+    `old`: same destination and type, hidden from ``--help``, so scripts written for the old name keep
+    working. The two spellings form a mutually exclusive group, which carries ``required``: either
+    spelling satisfies it, and giving both is an error."""
+    group = container.add_mutually_exclusive_group(required=options.pop("required", False))
+    action = group.add_argument(*flags, **options)
+    alias = {**options, "dest": action.dest, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+    group.add_argument(*((old,) if isinstance(old, str) else old), **alias)
+    return action
+
+
+#: Effort names that mean "no effort prompt" (the model's default behaviour).
+NO_EFFORT = ("none", DEFAULT_EFFORT)
+
+
+def efforts(text: str) -> tuple[str | None, ...]:
+    """``low,medium,high`` -> ("low", "medium", "high"); ``none`` (or ``default``) is None: no effort
+    prompt."""
+    names = [part.strip() for part in text.split(",")]
+    unknown = [name for name in names if name not in EFFORTS and name not in NO_EFFORT]
+    if unknown:
+        raise ArgumentTypeError(f"unknown effort {unknown[0]!r} (use {', '.join(EFFORTS + NO_EFFORT)})")
+    return tuple(None if name in NO_EFFORT else name for name in names)
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, value): the value read as YAML (``4`` is a number, ``true`` a boolean,
+    ``[a, b]`` a list, anything else its text); dashes in the key become underscores."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
 
 
 def _number(text: str, kind: type) -> float | int:

@@ -1,4 +1,4 @@
-"""``python -m tops_plugin.check IN.jsonl -o OUT.jsonl``: add verdict fields to every row of a file.
+"""``tops-check IN.jsonl -o OUT.jsonl``: add verdict fields to every row of a file.
 
 Rows are written in input order with the verdict fields of `tops_plugin.judging` (``truncated`` among
 them: a row whose ``finish_reason`` is ``length``, or whose reasoning block never closed, is judged as
@@ -24,22 +24,32 @@ from rich.console import Console
 from rich.markup import escape
 
 from tops_plugin.answers import VERDICTS
-from tops_plugin.cli.args import input_file, output_file, positive_float, positive_int, same_file
+from tops_plugin.cli.args import command_parser, input_file, output_file, positive_float, positive_int, same_file
 from tops_plugin.judging import UNSETTLED_VERDICTS, VERDICT_FIELDS, gold_of, is_truncated, judge_key, judge_rows
 from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
 from tops_plugin.cli.progress import ProgressDisplay
 from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tops_plugin.check", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=input_file, help="JSONL with a response and a gold answer per row")
-    parser.add_argument("-o", "--output", type=output_file, required=True, help="JSONL to write (rows + verdicts)")
-    parser.add_argument("--response-key", default="response")
-    parser.add_argument("--gold-key", default="answer")
-    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, help="deadline per row, seconds")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser("tops-check", "Judge a file of responses: every row, in order, with verdict fields "
+                            "added.\n\nAn interrupted run resumes when the same command is run again.")
+    parser.add_argument("input", type=input_file, metavar="IN.jsonl",
+                        help="JSONL with a response and a gold answer per row")
+    parser.add_argument("-o", "--output", type=output_file, required=True, metavar="OUT.jsonl",
+                        help="JSONL to write: the input rows with verdict fields")
+    parser.add_argument("--response-key", default="response", metavar="KEY", help="field holding the response")
+    parser.add_argument("--gold-key", default="answer", metavar="KEY", help="field holding the gold answer")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="verifier worker processes (default: one per core)")
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SEC",
+                        help="deadline per row, seconds")
     parser.add_argument("--skip-bad", action="store_true", help="report and skip malformed rows instead of stopping")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     partial = args.output.with_name(args.output.name + ".partial")
     if same_file(args.input, args.output) or same_file(args.input, partial):

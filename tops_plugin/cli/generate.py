@@ -1,4 +1,4 @@
-"""`python -m tops_plugin.generate PROBLEMS.jsonl -o GENERATIONS.jsonl`: problems -> generation records.
+"""`tops-generate PROBLEMS.jsonl -o GENERATIONS.jsonl`: problems -> generation records.
 
 Parses arguments, builds the backend and the requests, and shows progress; the work (and resume:
 rerunning with the same output generates only what is missing) is `generate_to_file`'s.
@@ -13,8 +13,12 @@ from itertools import islice
 
 from tops_plugin.prompts import EFFORTS
 from tops_plugin.cli.args import (
+    add_renamed,
+    command_parser,
+    efforts,
     fraction,
     input_file,
+    key_value,
     nonnegative_float,
     nonnegative_int,
     output_file,
@@ -24,72 +28,54 @@ from tops_plugin.cli.args import (
 from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
 from tops_plugin.jsonl import JsonlError, read_jsonl_numbered
 
-NO_EFFORT = ("none", "default")
-
-
-def parse_efforts(text: str) -> list[str | None]:
-    """"low,medium,high" -> ["low", "medium", "high"]; "none" (or "default") means no effort prompt."""
-    efforts: list[str | None] = []
-    for part in (p.strip() for p in text.split(",")):
-        if part in NO_EFFORT:
-            efforts.append(None)
-        elif part in EFFORTS:
-            efforts.append(part)
-        else:
-            raise argparse.ArgumentTypeError(f"unknown effort {part!r} (use {', '.join(EFFORTS + NO_EFFORT)})")
-    return efforts
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tops_plugin.generate", description=__doc__.splitlines()[0])
-    p.add_argument("problems", type=input_file, help="problems JSONL ({id, problem, answer, ...} per line)")
-    p.add_argument("-o", "--out", required=True, type=output_file, help="generation JSONL (appended to; reruns resume)")
-    p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf")
+    p = command_parser("tops-generate", "Generate responses: problems JSONL -> generation records.\n\n"
+                       "Records are appended as they complete; rerunning with the same output generates only "
+                       "the missing (id, effort, sample).")
+    p.add_argument("problems", type=input_file, metavar="PROBLEMS.jsonl",
+                   help="problems JSONL ({id, problem, answer, ...} per line)")
+    add_renamed(p, "-o", "--output", old="--out", required=True, type=output_file, metavar="GENERATIONS.jsonl",
+                help="generation records JSONL (appended to; reruns resume)")
+    p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf", help="what generates")
     p.add_argument("--model", default="smollm2-135m", help="path, hub id, alias (smollm2-135m) or API model")
-    p.add_argument("--efforts", type=parse_efforts, default=[None], help="comma list of low,medium,high,none (default: none)")
-    p.add_argument("--n-samples", type=positive_int, default=1)
-    p.add_argument("--temperature", type=nonnegative_float, default=1.0)
-    p.add_argument("--top-p", type=fraction, default=1.0)
-    p.add_argument("--max-tokens", type=positive_int, default=16384)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--limit", type=positive_int, default=None, help="only the first N problems")
+    p.add_argument("--efforts", type=efforts, default="none", metavar="LIST",
+                   help=f"effort prompts, comma-separated: {', '.join(EFFORTS)}, none (no effort prompt)")
+    p.add_argument("--n-samples", type=positive_int, default=1, metavar="N", help="samples per problem and effort")
+    p.add_argument("--temperature", type=nonnegative_float, default=1.0, metavar="T", help="sampling temperature")
+    p.add_argument("--top-p", type=fraction, default=1.0, metavar="P", help="nucleus sampling mass")
+    p.add_argument("--max-tokens", type=positive_int, default=16384, metavar="N", help="max new tokens per response")
+    p.add_argument("--seed", type=nonnegative_int, default=0, metavar="N", help="sampling seed")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N problems")
+    add_renamed(p, "--backend-option", old="--engine-option", action="append", default=[], type=key_value,
+                metavar="KEY=VALUE", help="any other backend option, value read as YAML (vllm: any vllm.LLM "
+                "option, e.g. kv_cache_memory_bytes=2147483648); repeatable")
     hf = p.add_argument_group("hf backend")
-    hf.add_argument("--batch-size", type=positive_int, default=16)
-    hf.add_argument("--device", default=None)
+    hf.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="sequences per forward pass")
+    hf.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     vl = p.add_argument_group("vllm backend")
-    vl.add_argument("--tensor-parallel-size", type=positive_int, default=1)
-    vl.add_argument("--data-parallel-size", type=nonnegative_int, default=1, help="engines (Ray actors); 0 = all GPUs")
-    vl.add_argument("--gpu-memory-utilization", type=fraction, default=None)
-    vl.add_argument("--max-model-len", type=positive_int, default=None)
+    vl.add_argument("--tensor-parallel-size", type=positive_int, default=1, metavar="N", help="GPUs per engine")
+    vl.add_argument("--data-parallel-size", type=nonnegative_int, default=1, metavar="N",
+                    help="engines (Ray actors); 0 = all GPUs")
+    vl.add_argument("--gpu-memory-utilization", type=fraction, default=None, metavar="SHARE",
+                    help="share of GPU memory for vLLM (default: vLLM's)")
+    vl.add_argument("--max-model-len", type=positive_int, default=None, metavar="N",
+                    help="context length (default: the model's)")
     vl.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
                     help="skip CUDA-graph/torch.compile capture (default: on without a GPU, off with one)")
-    vl.add_argument("--engine-option", action="append", default=[], type=_engine_option, metavar="KEY=VALUE",
-                    help="any other vllm.LLM option, value read as YAML (e.g. kv_cache_memory_bytes=2147483648); repeatable")
     api = p.add_argument_group("openai backend")
-    api.add_argument("--base-url", default=None, help="endpoint (default: $OPENAI_BASE_URL or OpenAI)")
-    api.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
-    api.add_argument("--concurrency", type=positive_int, default=8)
-    api.add_argument("--reasoning-effort", default=None, help="passed through as reasoning_effort")
-    p.add_argument("-v", "--verbose", action="store_true")
+    api.add_argument("--base-url", default=None, metavar="URL", help="endpoint (default: $OPENAI_BASE_URL or OpenAI)")
+    api.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                     help="environment variable holding the key")
+    api.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight")
+    api.add_argument("--reasoning-effort", default=None, metavar="LEVEL", help="passed through as reasoning_effort")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the backend does")
     return p
-
-
-def _engine_option(text: str) -> tuple[str, object]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.strip().replace("-", "_"), yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
 
 
 def backend_options(args: argparse.Namespace) -> dict:
     if args.backend == "hf":
-        return {"batch_size": args.batch_size, "device": args.device}
+        return {"batch_size": args.batch_size, "device": args.device, **dict(args.backend_option)}
     if args.backend == "vllm":
         options = {
             "tensor_parallel_size": args.tensor_parallel_size,
@@ -102,20 +88,21 @@ def backend_options(args: argparse.Namespace) -> dict:
             options["max_model_len"] = args.max_model_len
         if args.enforce_eager is not None:
             options["enforce_eager"] = args.enforce_eager
-        return {**options, **dict(args.engine_option)}
+        return {**options, **dict(args.backend_option)}
     return {
         "base_url": args.base_url,
         "api_key_env": args.api_key_env,
         "concurrency": args.concurrency,
         "reasoning_effort": args.reasoning_effort,
+        **dict(args.backend_option),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if same_file(args.problems, args.out):
-        parser.error(f"argument -o/--out: {args.out} is the problems file; appending to it would corrupt it")
+    if same_file(args.problems, args.output):
+        parser.error(f"argument -o/--output: {args.output} is the problems file; appending to it would corrupt it")
     from rich.console import Console
     from rich.logging import RichHandler
 
@@ -145,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     backend = load_backend(args.backend, args.model, **backend_options(args))
     try:
-        summary = run_with_progress(backend, requests, args.out, console)
+        summary = run_with_progress(backend, requests, args.output, console)
     finally:
         backend.close()
     print_summary(summary, console)

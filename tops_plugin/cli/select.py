@@ -1,4 +1,4 @@
-"""`python -m tops_plugin.select IN.jsonl --mode shortest|random|iter-sft|iter-dpo|seed -o OUT.jsonl`
+"""`tops-select IN.jsonl --mode shortest|random|iter-sft|iter-dpo|seed -o OUT.jsonl`
 
 Reads judged generation records, selects per problem (see `tops_plugin.selection`), writes OpenRLHF
 rows (SFT, or DPO for `iter-dpo`) atomically with an `OUT.meta.json` sidecar, and prints the
@@ -18,26 +18,41 @@ from rich.console import Console
 from rich.table import Table
 
 from tops_plugin.prompts import EFFORTS
-from tops_plugin.cli.args import input_file, nonnegative_int, output_file, positive_float, positive_int, same_file
+from tops_plugin.cli.args import (
+    add_renamed,
+    command_parser,
+    input_file,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    same_file,
+)
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.openrlhf import write_dataset
 from tops_plugin.cli.progress import ProgressDisplay
 from tops_plugin.selection import GOLD_KEYS, MODES, SelectionConfig, add_seed_rows, read_records, select
+from tops_plugin.verifier import DEFAULT_TIMEOUT_S
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tops_plugin.select",
-        description="Select training data from judged responses (TOPS) and write OpenRLHF datasets.",
+    parser = command_parser(
+        "tops-select",
+        "Select training data from judged responses (TOPS) and write an OpenRLHF dataset.\n\n"
+        "Modes: seed (the tag model's effort-tagged set), shortest (TOPS: the shortest correct response per "
+        "problem), random (a seeded random correct one), iter-sft (the shortest correct sample), iter-dpo "
+        "(chosen = shortest correct, rejected = wrong ones).",
     )
-    parser.add_argument("inputs", nargs="+", type=input_file, metavar="IN.jsonl", help="generation records with verdicts")
-    parser.add_argument("--mode", required=True, choices=MODES)
-    parser.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.jsonl")
-    parser.add_argument("--curation-tokenizer", "--tokenizer", dest="curation_tokenizer", metavar="PATH",
-                        help="rank responses and measure seed gaps in this tokenizer's tokens (the model being "
-                        "trained; path or hub name); default Qwen2.5. Reported figures stay in Qwen2.5 tokens")
+    parser.add_argument("inputs", nargs="+", type=input_file, metavar="IN.jsonl",
+                        help="generation records with verdicts")
+    parser.add_argument("--mode", required=True, choices=MODES, help="what to select")
+    parser.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.jsonl",
+                        help="dataset JSONL to write (with an OUT.meta.json sidecar)")
+    add_renamed(parser, "--curation-tokenizer", old="--tokenizer", metavar="PATH",
+                help="rank responses and measure seed gaps in this tokenizer's tokens (the model being trained; "
+                "path or hub name); default Qwen2.5. Reported figures stay in Qwen2.5 tokens")
     parser.add_argument("--recount", action="store_true",
                         help="recount every row's `tokens` (Qwen2.5) instead of trusting and checking the field")
     parser.add_argument("--max-len", type=_train_max_len, metavar="N",
@@ -46,12 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chat-tokenizer", metavar="PATH",
                         help="with --max-len: the trained model's tokenizer and chat template (folder or hub "
                         "name); default: Qwen2.5 tokens with ChatML as a stand-in, named in the meta file")
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="random mode: the selection seed (default 0)")
-    parser.add_argument("--min-gap", type=nonnegative_int, default=300, help="seed mode: minimum token gap between "
-                        "low/medium and medium/high (default 300)")
-    parser.add_argument("--rejected-verdicts", default="wrong",
-                        help=f"iter-dpo: comma-separated verdicts usable as rejected, from {','.join(VERDICT_CHOICES)} "
-                        "(default: wrong)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, metavar="N", help="random mode: the selection seed")
+    parser.add_argument("--min-gap", type=nonnegative_int, default=300, metavar="TOKENS",
+                        help="seed mode: minimum token gap between low/medium and medium/high")
+    parser.add_argument("--rejected-verdicts", default="wrong", metavar="LIST",
+                        help=f"iter-dpo: comma-separated verdicts usable as rejected, from {','.join(VERDICT_CHOICES)}")
     parser.add_argument("--keep-effort-prompt", action="store_true",
                         help="keep the effort system prompt in the training prompt (not for seed mode)")
     parser.add_argument("--add-seed", type=input_file, metavar="SEED.jsonl",
@@ -59,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "output), without their effort prompt, as in the paper")
     judge = parser.add_argument_group("judging rows without verdicts")
     judge.add_argument("--judge", action="store_true", help="judge rows lacking verdict fields on the fly")
-    judge.add_argument("--workers", type=positive_int, default=None, help="verifier worker processes")
-    judge.add_argument("--timeout", type=positive_float, default=5.0, help="seconds per verification (default 5)")
+    judge.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="verifier worker processes (default: one per core)")
+    judge.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SEC",
+                       help="deadline per row, seconds")
     return parser
 
 
