@@ -5,6 +5,9 @@ samples (generation records with verdict fields; ``RUN_DIR`` means ``RUN_DIR/sam
 and writes ``DIR/analysis.json``, ``DIR/rounds.jsonl`` (each response's rounds, to inspect),
 ``DIR/report.md`` and PNG plots.
 
+Rows lacking ``tokens`` or a verdict are counted and judged by the library's one path for each
+(`tops_plugin.tokens.with_token_counts`, `tops_plugin.judging.judge_rows`) before `analyze`.
+
 * Rounds: every response is split by `tops_plugin.rounds`; each round's answer is judged
   against the gold answer by the checker. Means per effort, per benchmark and per MATH level, over
   correct final answers (the paper's restriction; the top-level numbers of each group) and over all
@@ -17,25 +20,25 @@ and writes ``DIR/analysis.json``, ``DIR/rounds.jsonl`` (each response's rounds, 
 * Figures are per benchmark (``benchmarks``); one over several benchmarks is ``pooled`` and labelled so,
   because benchmarks differ in difficulty and length.
 
-This module computes and writes; it never prints. The command line is `evals.analyze`.
+This module computes; `evals.report` renders the Markdown and `evals.plots` draws the figures. It never
+prints. The command line is `evals.analyze`; the output files are named in `evals.layout.AnalysisFiles`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from evals.metrics import wilson_interval
-from evals.plots import accuracy_axis, panels, save_figure
-from evals.report import display_name
-from tops_plugin.prompts import effort_label, effort_sort_key
+from evals.layout import AnalysisFiles, samples_file
+from evals.metrics import level_name, level_sort_key, wilson_interval
+from evals.plots import write_analysis_plots
+from evals.report import analysis_markdown
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
+from tops_plugin.prompts import effort_label, effort_sort_key
 from tops_plugin.round_judge import JudgeItem, RoundJudge
 from tops_plugin.rounds import (
     DEFAULT_CONFIG,
@@ -48,12 +51,11 @@ from tops_plugin.rounds import (
 )
 
 __all__ = [
+    "EQUATION_MODES",
     "AnalysisConfig",
     "analyze",
     "load_samples",
-    "render_report",
     "write_outputs",
-    "write_plots",
 ]
 
 UNKNOWN_BENCHMARK = "unknown"
@@ -82,25 +84,10 @@ class AnalysisConfig:
 # ------------------------------------------------------------------------------------------------- inputs
 
 
-def _level_name(level: object) -> str | None:
-    """MATH levels as "1".."5" whether stored as 3 or "Level 3"; None when absent or unreadable."""
-    if level is None or isinstance(level, bool):
-        return None
-    text = str(level).strip()
-    if text.lower().startswith("level"):
-        text = text[5:].strip()
-    return text or None
-
-
-def samples_path(path: str | os.PathLike) -> Path:
-    """``RUN_DIR`` means ``RUN_DIR/samples.jsonl``; a file is used as given."""
-    target = Path(path)
-    return target / "samples.jsonl" if target.is_dir() else target
-
-
 def load_samples(path: str | os.PathLike, gold_key: str = "answer") -> list[dict]:
-    """Judged samples; a row without id/response/gold raises `JsonlError` naming the file and line."""
-    source = samples_path(path)
+    """Judged samples of a run directory or file (`evals.layout.samples_file`); a row without
+    id/response/gold raises `JsonlError` naming the file and line."""
+    source = samples_file(path)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such samples file")
     rows = []
@@ -114,28 +101,6 @@ def load_samples(path: str | os.PathLike, gold_key: str = "answer") -> list[dict
             raise JsonlError(source, line, problem)
         rows.append(row)
     return rows
-
-
-def fill_tokens(rows: Sequence[dict], tokenizer=None) -> int:
-    """Count Qwen2.5 tokens of responses that lack ``tokens``; returns how many were counted."""
-    todo = [row for row in rows if "tokens" not in row]
-    if todo:
-        from tops_plugin.tokens import count_tokens  # loads tokenizer files: only when needed
-
-        for row, count in zip(todo, count_tokens([row["response"] for row in todo], tokenizer)):
-            row["tokens"] = int(count)
-    return len(todo)
-
-
-def fill_verdicts(rows: Sequence[dict], check_many: CheckMany, gold_key: str = "answer") -> int:
-    """Judge final answers of rows that lack a verdict (through `tops_plugin.judging`, so cut-off
-    responses are judged as such); returns how many were judged."""
-    from tops_plugin.judging import judge_rows
-
-    todo = [row for row in rows if not isinstance(row.get("correct"), bool)]
-    for _ in judge_rows(todo, check_many, gold_keys=(gold_key,)):
-        pass
-    return len(todo)
 
 
 # ------------------------------------------------------------------------------------------------- rounds
@@ -161,7 +126,7 @@ def _response_rounds(
                 "id": row["id"],
                 "sample": row.get("sample"),
                 "benchmark": row.get("benchmark") or UNKNOWN_BENCHMARK,
-                "level": _level_name(row.get("level")),
+                "level": level_name(row.get("level")),
                 "effort": effort_label(row.get("effort")),
                 "tokens": row["tokens"],
                 "correct": bool(row.get("correct")),
@@ -264,17 +229,13 @@ def _by_effort(records: Sequence[dict]) -> dict:
     return {effort: _group_summary(groups[effort]) for effort in sorted(groups, key=effort_sort_key)}
 
 
-def _level_sort(level: str) -> tuple:
-    return (0, int(level), "") if level.isdigit() else (1, 0, level)
-
-
 def _rounds_breakdowns(records: Sequence[dict]) -> dict:
     by_benchmark = _by(records, lambda r: r["benchmark"])
     by_level = {}
     for bench in sorted(by_benchmark):
         levels = _by(by_benchmark[bench], lambda r: r["level"])
         if levels:
-            by_level[bench] = {level: _by_effort(levels[level]) for level in sorted(levels, key=_level_sort)}
+            by_level[bench] = {level: _by_effort(levels[level]) for level in sorted(levels, key=level_sort_key)}
     return {
         "by_effort": _by_effort(records),
         "by_benchmark": {bench: _by_effort(by_benchmark[bench]) for bench in sorted(by_benchmark)},
@@ -290,14 +251,10 @@ def _accuracy(records: Sequence[dict]) -> float | None:
 
 
 def _quantile_edges(values: Sequence[int], bins: int) -> list[float]:
-    """Bin edges at quantiles of `values` (duplicates dropped, so heavy ties give fewer bins)."""
-    ordered = sorted(values)
-    edges = []
-    for i in range(bins + 1):
-        position = (len(ordered) - 1) * i / bins
-        low, high = math.floor(position), math.ceil(position)
-        edges.append(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
-    return sorted(set(edges))
+    """Bin edges at quantiles of `values`, the lowest and highest included (duplicates dropped, so heavy
+    ties give fewer bins)."""
+    inner = statistics.quantiles(values, n=bins, method="inclusive") if len(values) > 1 else []
+    return sorted({float(min(values)), *inner, float(max(values))})
 
 
 def _length_bins(records: Sequence[dict], bins: int) -> list[dict]:
@@ -380,7 +337,7 @@ def _length_analysis(records: Sequence[dict], bins: int) -> dict:
         length_accuracy[bench] = {"bins": _length_bins(members, bins), "by_effort": _effort_table(members)}
         optimal[bench] = {"all": _best_effort(members)}
         levels = _by(members, lambda r: r["level"])
-        for level in sorted(levels, key=_level_sort):
+        for level in sorted(levels, key=level_sort_key):
             optimal[bench][level] = _best_effort(levels[level])
         shorter[bench] = _shorter_correct(members)
     # Problems are keyed by (benchmark, id) across benchmarks: ids may repeat between files.
@@ -406,7 +363,8 @@ def analyze(
     """
     missing = [i for i, row in enumerate(rows, start=1) if "tokens" not in row or "correct" not in row]
     if missing:
-        raise ValueError(f"rows {missing[:5]} lack 'tokens' or 'correct' (use fill_tokens / fill_verdicts)")
+        raise ValueError(f"rows {missing[:5]} lack 'tokens' or 'correct' (count them with "
+                         "tokens.with_token_counts, judge them with judging.judge_rows)")
     records = _response_rounds(rows, check_many, config, progress)
     if judge is not None:
         _add_llm_judgements(records, rows, judge, config, progress)
@@ -442,234 +400,15 @@ def analyze(
 # ------------------------------------------------------------------------------------------------- outputs
 
 
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
-
-
-def _rounds_rows(groups: dict, label: Callable[[str], list[str]]) -> list[list[str]]:
-    rows = []
-    for name, cell in groups.items():
-        rows.append(
-            label(name)
-            + [str(cell["all"]["responses"]), pct(cell["accuracy"]), fmt(cell["tokens_mean"], 0),
-               fmt(cell["rounds_mean"]), fmt(cell["erroneous_rounds_mean"]), fmt(cell["erroneous_ratio"]),
-               fmt(cell["all"]["rounds_mean"]), fmt(cell["all"]["erroneous_rounds_mean"]),
-               fmt(cell["all"]["erroneous_ratio"])]
-            + ([fmt(cell["llm_judge"]["rounds_mean"]), fmt(cell["llm_judge"]["erroneous_rounds_mean"])]
-               if "llm_judge" in cell else [])
-        )
-    return rows
-
-
-_ROUND_HEADER = ["responses", "accuracy", "tokens (correct)", "rounds", "erroneous", "ratio",
-                 "rounds (all)", "erroneous (all)", "ratio (all)"]
-
-
-def _interval(cell: dict) -> str:
-    ci = cell.get("ci95")
-    return "-" if ci is None else f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
-
-
-def _pooled_label(analysis: dict) -> str:
-    """What a figure over every response covers: one benchmark by name, several as 'pooled over …'."""
-    over = [display_name(b) for b in analysis["pooled"]["over"]]
-    return over[0] if len(over) == 1 else "pooled over " + ", ".join(over)
-
-
-def render_report(analysis: dict, plots: Sequence[str] = ()) -> str:
-    """The Markdown report of an analysis (a pure function of analysis.json). Figures are per benchmark;
-    a figure over several benchmarks is labelled as pooled."""
-    judged = analysis["config"].get("judge_model") is not None
-    header = _ROUND_HEADER + (["judge rounds", "judge erroneous"] if judged else [])
-    several = len(analysis["benchmarks"]) > 1
-    out = ["# Reasoning rounds and length analysis", ""]
-    out += _table(
-        ["benchmark", "responses", "problems", "accuracy"],
-        [[display_name(bench), str(cell["responses"]), str(cell["problems"]), pct(cell["accuracy"])]
-         for bench, cell in analysis["benchmarks"].items()]
-        + ([[f"*{_pooled_label(analysis)}*", str(analysis["pooled"]["responses"]), "-",
-             pct(analysis["pooled"]["accuracy"])]] if several else []),
-    )
-    out += [
-        "A round is a reasoning or verification pass that ends at an answer the response commits to; it is "
-        "erroneous when the checker judges its answer wrong. Round means without a suffix cover correct final "
-        "answers, as in the paper; *(all)* covers every response. Ratio = erroneous rounds / rounds.",
-        "",
-        "## Rounds by benchmark and effort",
-        "",
-    ]
-    out += _table(
-        ["benchmark", "effort"] + header,
-        [row for bench, groups in analysis["by_benchmark"].items()
-         for row in _rounds_rows(groups, lambda e, b=bench: [display_name(b), e])],
-    )
-    if analysis["by_level"]:
-        out += ["## Rounds by level and effort", ""]
-        out += _table(
-            ["benchmark", "level", "effort"] + header,
-            [row for bench, levels in analysis["by_level"].items() for level, groups in levels.items()
-             for row in _rounds_rows(groups, lambda e, b=bench, lv=level: [display_name(b), lv, e])],
-        )
-    if several:
-        out += [f"## Rounds by effort, {_pooled_label(analysis)}", "",
-                "Benchmarks differ in difficulty and length; read the per-benchmark table first.", ""]
-        out += _table(["effort"] + header, _rounds_rows(analysis["by_effort"], lambda e: [e]))
-    out += ["## Accuracy by effort", ""]
-    out += _table(
-        ["benchmark", "effort", "responses", "accuracy", "tokens mean", "tokens median"],
-        [[display_name(bench), effort, str(cell["n"]), pct(cell["accuracy"]), fmt(cell["tokens_mean"], 0),
-          fmt(cell["tokens_median"], 0)]
-         for bench, table in analysis["length_accuracy"].items() for effort, cell in table["by_effort"].items()],
-    )
-    out += ["## Accuracy by response length", "", "Bins are quantiles of each benchmark's response lengths "
-            "(Qwen2.5 tokens); 95% = the Wilson interval of the bin's accuracy, wide when the bin is small. "
-            "Across problems, length also tracks difficulty.", ""]
-    out += _table(
-        ["benchmark", "tokens", "responses", "accuracy", "95%"],
-        [[display_name(bench), f"{cell['lo']:.0f}–{cell['hi']:.0f}", str(cell["n"]), pct(cell["accuracy"]),
-          _interval(cell)]
-         for bench, table in analysis["length_accuracy"].items() for cell in table["bins"]],
-    )
-    out += ["## Effort that maximises accuracy per difficulty", "",
-            "Ties go to the shorter mean length. `all` is the whole benchmark.", ""]
-    out += _table(
-        ["benchmark", "level", "best effort", "accuracy", "tokens mean", "accuracy per effort (responses)"],
-        [[display_name(bench), level, cell["best_effort"], pct(cell["best_accuracy"]),
-          fmt(cell["best_tokens_mean"], 0),
-          ", ".join(f"{e} {pct(a)} ({cell['n'][e]})" for e, a in cell["accuracy"].items())]
-         for bench, levels in analysis["optimal_effort"].items() for level, cell in levels.items()],
-    )
-    out += ["## Shorter correct, longer wrong", "",
-            "Among problems with two or more responses: a shorter response was correct and a longer one wrong "
-            "(and the reverse, for contrast). `all` pools the benchmarks.", ""]
-    out += _table(
-        ["benchmark", "problems", "mixed", "shorter right & longer wrong", "share", "longer right & shorter wrong",
-         "share"],
-        [[display_name(bench), str(c["problems"]), str(c["mixed_problems"]), str(c["shorter_correct_longer_wrong"]),
-          pct(c["share"]), str(c["longer_correct_shorter_wrong"]), pct(c["share_reverse"])]
-         for bench, c in analysis["shorter_correct_longer_wrong"].items()],
-    )
-    if plots:
-        out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
-    return "\n".join(out)
-
-
-def write_plots(analysis: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """PNG plots of rounds by effort, accuracy by effort, by length (with n and Wilson 95% intervals) and
-    by level; one panel per benchmark; returns the files written."""
-    out = Path(out_dir)
-    written: list[Path] = []
-    benches = list(analysis["length_accuracy"])
-    if not benches:
-        return written
-
-    def save(plt, fig, name: str) -> None:
-        written.append(Path(save_figure(plt, fig, out / name)))
-
-    # Rounds and erroneous rounds per effort (correct final answers), one panel per benchmark.
-    plt, fig, axes = panels(len(benches))
-    for ax, bench in zip(axes, benches):
-        groups = analysis["by_benchmark"][bench]
-        efforts = list(groups)
-        xs = range(len(efforts))
-        ax.bar([x - 0.2 for x in xs], [groups[e]["rounds_mean"] or 0 for e in efforts], 0.4, label="rounds")
-        ax.bar([x + 0.2 for x in xs], [groups[e]["erroneous_rounds_mean"] or 0 for e in efforts], 0.4,
-               label="erroneous rounds")
-        ax.set_xticks(list(xs), [f"{e}\nn={groups[e]['responses']}" for e in efforts])
-        ax.set_title(f"{display_name(bench)}: correct answers")
-        ax.set_ylabel("mean per response")
-        ax.legend(fontsize=8)
-    save(plt, fig, "rounds_by_effort.png")
-
-    # Accuracy vs mean length, one point per effort.
-    plt, fig, axes = panels(len(benches))
-    for ax, bench in zip(axes, benches):
-        table = analysis["length_accuracy"][bench]["by_effort"]
-        xs = [cell["tokens_mean"] for cell in table.values()]
-        ys = [100 * cell["accuracy"] for cell in table.values()]
-        ax.plot(xs, ys, marker="o", linewidth=1 if len(xs) > 1 else 0)
-        for effort, x, y in zip(table, xs, ys):
-            ax.annotate(f"{effort} (n={table[effort]['n']})", (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
-        ax.set_xlim(0, max(xs) * 1.3 if xs and max(xs) > 0 else 1)
-        ax.set_xlabel("mean tokens (Qwen2.5)")
-        accuracy_axis(ax, ys)
-        ax.set_title(display_name(bench))
-        ax.grid(alpha=0.3)
-    save(plt, fig, "accuracy_by_effort.png")
-
-    # Accuracy per length bin, with the bin's n and its Wilson 95% interval. Bins sit side by side (their
-    # token ranges as labels): quantile bins of a long tail would crowd together on a token axis.
-    plt, fig, axes = panels(len(benches), height=3.9, width=5.6)
-    for ax, bench in zip(axes, benches):
-        cells = [c for c in analysis["length_accuracy"][bench]["bins"] if c["n"]]
-        xs = list(range(len(cells)))
-        ys = [100 * c["accuracy"] for c in cells]
-        below = [max(0.0, y - 100 * c["ci95"][0]) for c, y in zip(cells, ys)]  # >= 0 despite rounding
-        above = [max(0.0, 100 * c["ci95"][1] - y) for c, y in zip(cells, ys)]
-        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, linewidth=1)
-        ax.set_xticks(xs, [f"{c['lo']:.0f}–{c['hi']:.0f}\nn={c['n']}" for c in cells], fontsize=7)
-        ax.set_xlabel("response tokens (Qwen2.5), quantile bins; n = responses")
-        ax.set_ylim(-3, 103)
-        ax.set_ylabel("accuracy (%), Wilson 95% interval")
-        ax.set_title(display_name(bench))
-        ax.grid(alpha=0.3)
-    save(plt, fig, "accuracy_by_length.png")
-
-    # Accuracy per difficulty level and effort (benchmarks with levels): where each effort is optimal.
-    leveled = {}
-    for bench, levels in analysis["optimal_effort"].items():
-        if len(levels) > 1:
-            leveled[bench] = {level: cell for level, cell in levels.items() if level != "all"}
-    if leveled:
-        plt, fig, axes = panels(len(leveled))
-        for ax, (bench, levels) in zip(axes, leveled.items()):
-            efforts = sorted({e for cell in levels.values() for e in cell["accuracy"]}, key=effort_sort_key)
-            names = list(levels)
-            values = []
-            for effort in efforts:
-                ys = [100 * levels[lv]["accuracy"][effort] if effort in levels[lv]["accuracy"] else float("nan")
-                      for lv in names]
-                ax.plot(names, ys, marker="o", label=effort)
-                values += ys
-            counts = [sum(levels[lv]["n"].values()) for lv in names]
-            ax.set_xticks(range(len(names)), [f"{lv}\nn={n}" for lv, n in zip(names, counts)])
-            ax.set_xlabel("level (responses)")
-            accuracy_axis(ax, values)
-            ax.set_title(display_name(bench))
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        save(plt, fig, "accuracy_by_level.png")
-    return written
-
-
 def write_outputs(out_dir: str | os.PathLike, analysis: dict, records: Sequence[dict], plots: bool = True) -> dict:
     """Write analysis.json, rounds.jsonl, plots and report.md (each atomically); returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written_plots = write_plots(analysis, out) if plots else []
-    with atomic_writer(out / "analysis.json", "w") as handle:
+    files = AnalysisFiles(out_dir)
+    files.root.mkdir(parents=True, exist_ok=True)
+    written_plots = write_analysis_plots(analysis, files) if plots else []
+    with atomic_writer(files.analysis, "w") as handle:
         json.dump(analysis, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
-    write_jsonl(out / "rounds.jsonl", records)
-    with atomic_writer(out / "report.md", "w") as handle:
-        handle.write(render_report(analysis, [str(p) for p in written_plots]))
-    return {
-        "analysis": out / "analysis.json",
-        "rounds": out / "rounds.jsonl",
-        "report": out / "report.md",
-        "plots": written_plots,
-    }
-
-
-# ----------------------------------------------------------------------------------------------------- CLI
+    write_jsonl(files.rounds, records)
+    with atomic_writer(files.report, "w") as handle:
+        handle.write(analysis_markdown(analysis, [str(p) for p in written_plots]))
+    return {"analysis": files.analysis, "rounds": files.rounds, "report": files.report, "plots": written_plots}

@@ -9,21 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from evals.analysis import (
-    EQUATION_MODES,
-    AnalysisConfig,
-    analyze,
-    fill_tokens,
-    fill_verdicts,
-    fmt,
-    load_samples,
-    pct,
-    samples_path,
-    write_outputs,
-)
-from evals.report import display_name
+from evals.analysis import EQUATION_MODES, AnalysisConfig, analyze, load_samples, write_outputs
+from evals.layout import AnalysisFiles, samples_file
+from evals.report import display_name, num, pct
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.cli.args import positive_float, positive_int
 from tops_plugin.round_judge import RoundJudge
@@ -56,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     from tops_plugin.cli.progress import ProgressDisplay
+    from tops_plugin.judging import judge_rows
+    from tops_plugin.tokens import with_token_counts
     from tops_plugin.verifier import Verifier
 
     args = _parser().parse_args(argv)
@@ -72,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]{exc}")
         return 2
     if not rows:
-        console.print(f"[red]{samples_path(args.source)}: no samples")
+        console.print(f"[red]{samples_file(args.source)}: no samples")
         return 2
     config = AnalysisConfig(
         length_bins=args.bins,
@@ -85,14 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tops_plugin.round_judge import openai_complete
 
         complete = openai_complete(args.judge_model, args.judge_base_url, args.judge_api_key_env)
-        judge = RoundJudge(complete, args.judge_model, args.judge_cache or Path(args.out) / "judge_cache.jsonl")
-    counted = fill_tokens(rows, args.tokenizer)
+        judge = RoundJudge(complete, args.judge_model, args.judge_cache or AnalysisFiles(args.out).judge_cache)
+    counted = sum("tokens" not in row for row in rows)  # load_samples checked any `tokens` is a count
+    rows = list(with_token_counts(rows, tokenizer=args.tokenizer, recount=False))
+    unjudged = [row for row in rows if not isinstance(row.get("correct"), bool)]
     with Verifier(workers=args.workers, timeout=args.timeout) as verifier, \
             ProgressDisplay(console, transient=True) as display:
-        judged = fill_verdicts(rows, verifier.check_many, args.gold_key)
+        judged = len(list(judge_rows(unjudged, verifier.check_many, gold_keys=(args.gold_key,))))
         analysis, records = analyze(rows, check_many=verifier.check_many, judge=judge, config=config,
                                     progress=display.update)
-    analysis["source"] = str(samples_path(args.source))
+    analysis["source"] = str(samples_file(args.source))
     paths = write_outputs(args.out, analysis, records, plots=not args.no_plots)
     if counted or judged:
         console.print(f"counted tokens of {counted} and judged {judged} responses that lacked them")
@@ -100,14 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for effort, cell in groups.items():
             console.print(
                 f"{display_name(bench)} {effort}: {cell['all']['responses']} responses, accuracy "
-                f"{pct(cell['accuracy'])}, rounds {fmt(cell['rounds_mean'])}, erroneous "
-                f"{fmt(cell['erroneous_rounds_mean'])}, ratio {fmt(cell['erroneous_ratio'])} (correct answers)",
+                f"{pct(cell['accuracy'], 1, '%')}, rounds {num(cell['rounds_mean'], 2)}, erroneous "
+                f"{num(cell['erroneous_rounds_mean'], 2)}, ratio {num(cell['erroneous_ratio'], 2)} (correct answers)",
                 markup=False, highlight=False, soft_wrap=True,
             )
     if len(analysis["benchmarks"]) > 1:
         pooled = analysis["pooled"]
         console.print(f"pooled over {', '.join(display_name(b) for b in pooled['over'])}: {pooled['responses']} "
-                      f"responses, accuracy {pct(pooled['accuracy'])}", markup=False, highlight=False, soft_wrap=True)
+                      f"responses, accuracy {pct(pooled['accuracy'], 1, '%')}", markup=False, highlight=False, soft_wrap=True)
     if judge is not None:
         judged_ok = sum(record["llm_judge"]["judged"] for record in records)
         console.print(f"judge {judge.model}: {judged_ok} judged, {len(records) - judged_ok} unjudged "

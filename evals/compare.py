@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from evals.comparison import on_common_problems, problem_set_differences
+from evals.layout import CompareFiles, summary_file
 from evals.plots import runs_accuracy_vs_tokens
 from evals.reference import load_reference
 from evals.report import compare_csv, compare_levels_markdown, compare_markdown, display_name, paper_markdown
@@ -27,10 +28,9 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict]]:
     """(label, summary) per run directory (or summary.json path); the label is the directory name."""
     runs = []
     for text in paths:
-        path = Path(text)
-        summary_path = path / "summary.json" if path.is_dir() else path
+        summary_path = summary_file(text)
         if not summary_path.is_file():
-            raise FileNotFoundError(f"{summary_path}: no summary.json (run `python -m evals.run ... --out {path}` first)")
+            raise FileNotFoundError(f"{summary_path}: no run summary (run `python -m evals.run ... --out {text}` first)")
         try:
             summary = json.loads(summary_path.read_text())
         except ValueError as exc:
@@ -76,17 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     if levels:
         markdown += "\n" + levels
     if args.out:
-        out = Path(args.out)
-        with atomic_writer(out / "compare.md", "w") as handle:
+        files = CompareFiles(args.out)
+        with atomic_writer(files.markdown, "w") as handle:
             handle.write(markdown)
-        with atomic_writer(out / "compare.csv", "w") as handle:
+        with atomic_writer(files.csv, "w") as handle:
             handle.write(compare_csv(runs))
         title = "accuracy vs mean response tokens, per run"
         if differences and args.common_problems:
             title += " (common problems: " + ", ".join(f"{display_name(d.benchmark)} {d.common}"
                                                      for d in differences) + ")"
-        plot = runs_accuracy_vs_tokens(runs, out / "accuracy_vs_tokens.png", title)
-        print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f" and {plot}" if plot else ""), file=sys.stderr)
+        plot = runs_accuracy_vs_tokens(runs, files.accuracy_vs_tokens_plot, title)
+        print(f"wrote {files.markdown}, {files.csv}" + (f" and {plot}" if plot else ""), file=sys.stderr)
     print(markdown, end="")
     return 0
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals.layout import RunFiles
 from evals.metrics import summarize
 from evals.report import display_name
 from tops_plugin.jsonl import read_jsonl
@@ -64,7 +65,9 @@ def problem_set_differences(runs: Sequence[Run]) -> list[ProblemSetDifference]:
 
 
 def _samples_path(run_dir: Path, summary: dict) -> Path:
-    return run_dir / summary.get("files", {}).get("samples", "samples.jsonl")
+    """The samples file the summary names (relative to its run directory), else the layout's."""
+    named = summary.get("files", {}).get("samples")
+    return run_dir / named if named else RunFiles(run_dir).samples
 
 
 def on_common_problems(runs: Sequence[Run], run_dirs: Sequence[str | os.PathLike]) -> list[Run]:

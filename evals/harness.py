@@ -1,13 +1,7 @@
 """One evaluation run: problems -> generations -> judged samples -> summary, report and plots.
 
-The run directory is the only state, so a killed run is finished by rerunning the same command:
-
-    DIR/config.json             what defines the samples (model, decoding, prompts, data hashes)
-    DIR/generations/BENCH.jsonl generation records, appended as they complete (model backends)
-    DIR/samples.jsonl           judged samples: generation record + verdict + `benchmark` (appended)
-    DIR/summary.json, DIR/report.md, DIR/*.png   rebuilt from samples.jsonl at the end of every run
-
-A rerun generates only the missing (id, effort, sample) triples and judges only rows not yet in
+The run directory (`evals.layout.RunFiles`) is the only state, so a killed run is finished by rerunning
+the same command. A rerun generates only the missing (id, effort, sample) triples and judges only rows not yet in
 samples.jsonl. A setting that would mix incompatible samples (another model, temperature, seed, token
 budget, prompt text, tokenizer or data file) is refused with the key that differs.
 """
@@ -22,10 +16,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from evals.benchmarks import BENCHMARKS, BenchmarkData, load_benchmarks, local_ids
-from evals.metrics import summarize, usage_tokens
+from evals.layout import RunFiles
+from evals.metrics import level_name, summarize, usage_tokens
 from tops_plugin.prompts import DEFAULT_EFFORT, EFFORTS, effort_label, effort_sort_key
 from tops_plugin.jsonl import (
     JsonlError,
@@ -48,12 +43,12 @@ __all__ = [
 ]
 
 MODEL_BACKENDS: tuple[str, ...] = ("vllm", "hf", "openai")
+RESPONSES_BACKEND = "responses"  # scores a file of responses made elsewhere (`FileSamples`)
 _SECRET_HINTS = ("key", "token", "secret", "password")
 
-# Keys of config.json that, when they differ, mean the samples on disk are not the ones asked for.
-IDENTITY_KEYS: tuple[str, ...] = (
-    "model", "backend", "temperature", "top_p", "max_tokens", "seed", "tokenizer", "responses", "count_tokens",
-)
+# Keys of config.json that, when they differ, mean the samples on disk are not the ones asked for (beside
+# those of the run's source: decoding and prompts for a model, the file for responses).
+IDENTITY_KEYS: tuple[str, ...] = ("model", "backend", "tokenizer", "count_tokens")
 # What `tokens` counts: the whole response, or only the thought part of thought-and-summary models.
 TOKEN_COUNTS: tuple[str, ...] = ("response", "thought")
 
@@ -91,11 +86,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.count_tokens not in TOKEN_COUNTS:
             raise ValueError(f"--count-tokens must be one of {', '.join(TOKEN_COUNTS)}, got {self.count_tokens!r}")
-        if self.backend not in (*MODEL_BACKENDS, "responses"):
+        if self.backend not in (*MODEL_BACKENDS, RESPONSES_BACKEND):
             raise ValueError(f"unknown backend {self.backend!r} (vllm, hf, openai or responses)")
-        if self.backend == "responses" and not self.responses:
+        if self.backend == RESPONSES_BACKEND and not self.responses:
             raise ValueError("--backend responses needs --responses FILE")
-        if self.backend != "responses" and self.responses:
+        if self.backend != RESPONSES_BACKEND and self.responses:
             raise ValueError("--responses FILE only goes with --backend responses")
         if self.greedy:
             if self.n_samples != 1 or self.temperature not in (0, 0.0):
@@ -141,33 +136,28 @@ def _prompt_hashes(efforts: Iterable[str | None]) -> dict[str, str]:
     }
 
 
-def sample_identity(config: EvalConfig, data: list[BenchmarkData]) -> dict:
-    """What config.json records: the settings that define the samples, prompt and data hashes."""
+def sample_identity(config: EvalConfig, data: list[BenchmarkData], source: SampleSource) -> dict:
+    """What config.json records: the settings that define the samples, their source's own, data hashes."""
     identity: dict[str, Any] = {key: getattr(config, key) for key in IDENTITY_KEYS}
-    if config.backend == "responses":
-        for key in ("temperature", "top_p", "max_tokens", "seed"):
-            identity.pop(key)
-        identity["responses"] = str(Path(config.responses).resolve())
-    else:
-        identity.pop("responses")
-        identity["prompts"] = _prompt_hashes(config.generation_efforts)
+    identity.update(source.identity())
     identity["data"] = {item.name: item.sha256 for item in data}
     return identity
 
 
-def _has_samples(out: Path) -> bool:
-    files = [out / "samples.jsonl", *sorted((out / "generations").glob("*.jsonl"))]
-    return any(path.is_file() and path.stat().st_size > 0 for path in files)
+def _has_samples(files: RunFiles) -> bool:
+    paths = [files.samples, *sorted(files.generations_dir.glob("*.jsonl"))]
+    return any(path.is_file() and path.stat().st_size > 0 for path in paths)
 
 
-def check_identity(path: Path, identity: dict) -> dict:
+def check_identity(files: RunFiles, identity: dict) -> dict:
     """Refuse when the directory's recorded identity differs from this run's; return the merged record.
 
     Prompts and data are compared per effort / benchmark present in both, so adding an effort or a
     benchmark to an existing run directory is allowed. A directory without samples yet (a run that
     failed before producing any) takes the new identity.
     """
-    if not path.exists() or not _has_samples(path.parent):
+    path = files.config
+    if not path.exists() or not _has_samples(files):
         return identity
     try:
         recorded = json.loads(path.read_text())
@@ -180,12 +170,12 @@ def check_identity(path: Path, identity: dict) -> dict:
                 if name in old and old[name] != digest:
                     what = "prompt text for effort" if key == "prompts" else "data file of benchmark"
                     raise ConfigMismatch(
-                        f"{path.parent}: the {what} {name!r} differs from the one its samples were made with "
+                        f"{files.root}: the {what} {name!r} differs from the one its samples were made with "
                         f"({key}.{name}: {old[name][:12]} on disk, {digest[:12]} now); use another --out"
                     )
         elif key in recorded and recorded[key] != value:
             raise ConfigMismatch(
-                f"{path.parent}: holds samples made with {key}={recorded[key]!r}, but this run asks for "
+                f"{files.root}: holds samples made with {key}={recorded[key]!r}, but this run asks for "
                 f"{key}={value!r}; rerun with the same setting or use another --out"
             )
     merged = dict(recorded)
@@ -194,64 +184,7 @@ def check_identity(path: Path, identity: dict) -> dict:
     return merged
 
 
-# ---------------------------------------------------------------------------------------------- generation
-
-
-def build_requests(config: EvalConfig, data: BenchmarkData) -> list:
-    """One request per (problem, effort, sample i), sample i seeded with `seed + i`."""
-    from tops_plugin.generation import GenerationRequest, SamplingParams
-
-    requests = []
-    for index in range(config.n_samples):
-        sampling = SamplingParams(
-            temperature=0.0 if config.greedy else config.temperature,
-            top_p=config.top_p,
-            max_tokens=config.max_tokens,
-            seed=config.seed + index,
-        )
-        for problem in data.problems:
-            for effort in config.generation_efforts:
-                requests.append(
-                    GenerationRequest(problem, effort, n_samples=config.n_samples, sampling=sampling, samples=(index,))
-                )
-    return requests
-
-
-def generate(config: EvalConfig, data: list[BenchmarkData], out: Path, progress: Progress | None) -> dict:
-    """Generate what each benchmark's generation file lacks; returns per-benchmark counts."""
-    from tops_plugin.generation import generate_to_file, load_backend
-
-    if progress is not None:  # loading weights can take minutes: a stage of its own, so it shows
-        progress(f"load {config.model}", 0, 1)
-    backend = load_backend(config.backend, config.model, **dict(config.backend_options))
-    if progress is not None:
-        progress(f"load {config.model}", 1, 1)
-    stats = {}
-    try:
-        for item in data:
-            stage = f"generate {item.name}"
-
-            def report(event, stage=stage) -> None:
-                if progress is not None:
-                    progress(stage, event.done, event.total)
-
-            result = generate_to_file(backend, build_requests(config, item), out / "generations" / f"{item.name}.jsonl", report)
-            stats[item.name] = {
-                "generated": result.records,
-                "already_done": result.skipped,
-                "planned": result.planned,
-                "failed": [list(map(str, bad)) for bad in result.bad],
-                "elapsed_s": result.elapsed_s,
-                "gen_tokens_per_s": result.gen_tokens_per_s,
-            }
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
-    return stats
-
-
-# ------------------------------------------------------------------------------------------------- scoring
+# ------------------------------------------------------------------------------------------- verdicts kept
 
 SampleKey = tuple[str, str, str | None, int]  # (benchmark, id, effort, sample)
 
@@ -296,116 +229,242 @@ def drop_samples(samples_path: Path, keys: set[SampleKey]) -> int:
     return dropped
 
 
-def generation_rows(
-    config: EvalConfig, data: list[BenchmarkData], out: Path, done: dict[SampleKey, str | None]
-) -> Iterator[dict]:
-    """Generation records in scope (problems after --limit, efforts, samples < K) without an up-to-date
-    verdict in samples.jsonl (`done`, from `judged_keys`; updated as rows are yielded)."""
-    efforts = set(config.generation_efforts)
-    for item in data:
-        path = out / "generations" / f"{item.name}.jsonl"
-        if not path.exists():
-            continue
-        golds = {str(problem["id"]): problem for problem in item.problems}
-        for row in read_jsonl(path, require=("id", "response")):
-            problem = golds.get(str(row["id"]))
-            if problem is None or row.get("effort") not in efforts or int(row.get("sample", 0)) >= config.n_samples:
+# ------------------------------------------------------------------------------------------------ sources
+
+
+class SampleSource(Protocol):
+    """Where a run's responses come from: a model generating them, or a file of responses made elsewhere.
+
+    The harness asks its source and never which one it has."""
+
+    #: Whether rows' `tokens` are counted again (a file's counts may come from another tokenizer).
+    recount: bool
+
+    def identity(self) -> dict[str, Any]:
+        """The source's settings in config.json: a run directory holds samples of one source only."""
+
+    def prepare(self, progress: Progress | None) -> None:
+        """Make the responses that are missing (generation); nothing for responses that already exist."""
+
+    def rows(self, done: dict[SampleKey, str | None], stats: Counter) -> Iterator[dict]:
+        """Response rows in scope, each with `benchmark` and `answer`, lacking an up-to-date verdict in
+        `done` (from `judged_keys`); rows left out for a reason are counted in `stats`."""
+
+    def in_scope(self, row: dict) -> bool:
+        """Whether a judged row of samples.jsonl belongs to this run's figures (its efforts, samples)."""
+
+    def record(self, stats: Counter) -> dict[str, Any]:
+        """What summary.json's `run` says about the source after a run (`stats` from `rows`)."""
+
+
+class ModelSamples:
+    """Responses a model backend generates into ``generations/BENCH.jsonl``, appended as they complete,
+    so a rerun generates only the missing (id, effort, sample)."""
+
+    recount = False  # the backend wrote each record's Qwen2.5 count
+
+    def __init__(self, config: EvalConfig, data: list[BenchmarkData], files: RunFiles) -> None:
+        self.config, self.data, self.files = config, data, files
+        self.efforts = set(config.generation_efforts)
+        self.generation: dict[str, dict] = {}
+
+    def identity(self) -> dict[str, Any]:
+        config = self.config
+        return {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens,
+                "seed": config.seed, "prompts": _prompt_hashes(config.generation_efforts)}
+
+    def prepare(self, progress: Progress | None) -> None:
+        """Generate what each benchmark's generation file lacks, keeping per-benchmark counts."""
+        from tops_plugin.generation import generate_to_file, load_backend
+
+        config = self.config
+        if progress is not None:  # loading weights can take minutes: a stage of its own, so it shows
+            progress(f"load {config.model}", 0, 1)
+        backend = load_backend(config.backend, config.model, **dict(config.backend_options))
+        if progress is not None:
+            progress(f"load {config.model}", 1, 1)
+        try:
+            for item in self.data:
+                stage = f"generate {item.name}"
+
+                def report(event, stage=stage) -> None:
+                    if progress is not None:
+                        progress(stage, event.done, event.total)
+
+                result = generate_to_file(backend, build_requests(config, item), self.files.generations(item.name),
+                                          report)
+                self.generation[item.name] = {
+                    "generated": result.records,
+                    "already_done": result.skipped,
+                    "planned": result.planned,
+                    "failed": [list(map(str, bad)) for bad in result.bad],
+                    "elapsed_s": result.elapsed_s,
+                    "gen_tokens_per_s": result.gen_tokens_per_s,
+                }
+        finally:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+
+    def rows(self, done: dict[SampleKey, str | None], stats: Counter) -> Iterator[dict]:
+        """Generation records in scope (problems after --limit, efforts, samples < K) without an up-to-date
+        verdict (`done` is updated as rows are yielded, so a second record of a sample is not judged)."""
+        for item in self.data:
+            path = self.files.generations(item.name)
+            if not path.exists():
                 continue
-            row["benchmark"] = item.name
-            row["answer"] = problem["answer"]
+            golds = {str(problem["id"]): problem for problem in item.problems}
+            for row in read_jsonl(path, require=("id", "response")):
+                problem = golds.get(str(row["id"]))
+                if problem is None or not self.in_scope(row):
+                    continue
+                row["benchmark"] = item.name
+                row["answer"] = problem["answer"]
+                if _up_to_date(row, done):
+                    continue
+                done[_key(row)] = None
+                yield row
+
+    def in_scope(self, row: dict) -> bool:
+        return row.get("effort") in self.efforts and int(row.get("sample", 0)) < self.config.n_samples
+
+    def record(self, stats: Counter) -> dict[str, Any]:
+        return {"generation": self.generation}
+
+
+class FileSamples:
+    """Responses made elsewhere (``--responses FILE``), matched to their problems by id; a row may name
+    its `benchmark`, `effort` and `sample`."""
+
+    recount = True  # their `tokens`, if any, may come from another tokenizer
+
+    def __init__(self, config: EvalConfig, data: list[BenchmarkData]) -> None:
+        self.config, self.data, self.path = config, data, config.responses
+        self.efforts = None if config.efforts is None else set(config.efforts)
+
+    def identity(self) -> dict[str, Any]:
+        return {"responses": str(Path(self.path).resolve())}
+
+    def prepare(self, progress: Progress | None) -> None:
+        """Nothing to make: the responses exist."""
+
+    def rows(self, done: dict[SampleKey, str | None], stats: Counter) -> Iterator[dict]:
+        """Rows of the file without an up-to-date verdict, with their problem's text and level.
+
+        The whole file is validated first (a streaming pass), so a bad line stops the run before any work
+        starts. A row whose (benchmark, id, effort, sample) was seen before counts as a duplicate.
+        """
+        for _ in self._matched(Counter()):
+            pass
+        seen: set[SampleKey] = set()
+        for row, problem in self._matched(stats):
+            key = _key(row)
+            if key in seen:
+                stats["duplicates"] += 1
+                continue
+            seen.add(key)
             if _up_to_date(row, done):
+                stats["already_judged"] += 1
                 continue
-            done[_key(row)] = None  # a second record of the same sample is not judged twice
+            row.setdefault("problem", problem["problem"])
+            if problem.get("level") is not None:
+                row.setdefault("level", problem["level"])
             yield row
 
+    def _matched(self, stats: Counter) -> Iterator[tuple[dict, dict]]:
+        """Validated rows of the file with their problem, in file order.
 
-def _matched_responses(
-    config: EvalConfig, data: list[BenchmarkData], stats: Counter
-) -> Iterator[tuple[dict, BenchmarkData, dict]]:
-    """Validated rows of the --responses file with their benchmark and problem, in file order.
+        Raises `JsonlError` (file and line) for an unknown or ambiguous id, an unknown effort, a non-string
+        response or a bad `sample`. `sample` defaults to the row's rank among rows of the same problem and
+        effort. Ids beyond --limit, efforts not asked for and rows of other benchmarks (by their
+        ``benchmark`` key, or by an id found only in another registry benchmark's local copy) are counted in
+        `stats` and skipped.
+        """
+        path = self.path
+        by_id: dict[str, list[tuple[BenchmarkData, dict | None]]] = defaultdict(list)
+        for item in self.data:
+            kept = {str(problem["id"]) for problem in item.problems}
+            for problem in item.problems:
+                by_id[str(problem["id"])].append((item, problem))
+            for pid in item.all_ids - kept:  # ids beyond --limit are known but not scored
+                by_id[pid].append((item, None))
+        rank: Counter = Counter()
+        asked = [item.name for item in self.data]
+        names = ", ".join(asked)
+        other_ids = local_ids(self.config.data_dir, [name for name in BENCHMARKS if name not in asked])
+        for number, row in read_jsonl_numbered(path, require=("id", "response")):
+            pid = str(row["id"])
+            if row.get("benchmark") is not None and row["benchmark"] not in asked:
+                stats["other_benchmark"] += 1  # a file holding several benchmarks: rows of others are not scored
+                continue
+            matches = by_id.get(pid)
+            if row.get("benchmark") is not None and matches:
+                matches = [match for match in matches if match[0].name == row["benchmark"]]
+            if not matches and pid in other_ids:
+                stats["other_benchmark"] += 1
+                continue
+            if not matches:
+                raise JsonlError(path, number, f"unknown problem id {pid!r} (not in benchmark(s) {names}, nor in "
+                                               "another benchmark's file under --data-dir; a row of another "
+                                               "benchmark is skipped when it has a 'benchmark' key)")
+            if len(matches) > 1:
+                raise JsonlError(path, number, f"problem id {pid!r} is in several benchmarks; add a 'benchmark' key")
+            item, problem = matches[0]
+            effort = row.get("effort")
+            if effort is not None and effort not in EFFORTS:
+                raise JsonlError(path, number, f"unknown effort {effort!r} (expected {', '.join(EFFORTS)} or null)")
+            if not isinstance(row["response"], str):
+                raise JsonlError(path, number, f"'response' must be a string, got {type(row['response']).__name__}")
+            sample = row.get("sample")
+            if sample is None:
+                sample = rank[(item.name, pid, effort)]
+            elif isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+                raise JsonlError(path, number, f"'sample' must be an integer >= 0, got {sample!r}")
+            rank[(item.name, pid, effort)] += 1
+            if problem is None:
+                stats["beyond_limit"] += 1
+                continue
+            if self.efforts is not None and effort not in self.efforts:
+                stats["other_effort"] += 1
+                continue
+            row.update(benchmark=item.name, id=problem["id"], effort=effort, sample=sample, answer=problem["answer"])
+            yield row, problem
 
-    Raises `JsonlError` (file and line) for an unknown or ambiguous id, an unknown effort, a non-string
-    response or a bad `sample`. `sample` defaults to the row's rank among rows of the same problem and
-    effort. Ids beyond --limit, efforts not asked for and rows of other benchmarks (by their ``benchmark``
-    key, or by an id found only in another registry benchmark's local copy) are counted in `stats` and
-    skipped.
-    """
-    path = config.responses
-    by_id: dict[str, list[tuple[BenchmarkData, dict | None]]] = defaultdict(list)
-    for item in data:
-        kept = {str(problem["id"]) for problem in item.problems}
-        for problem in item.problems:
-            by_id[str(problem["id"])].append((item, problem))
-        for pid in item.all_ids - kept:  # ids beyond --limit are known but not scored
-            by_id[pid].append((item, None))
-    wanted = None if config.efforts is None else set(config.efforts)
-    rank: Counter = Counter()
-    asked = [item.name for item in data]
-    names = ", ".join(asked)
-    other_ids = local_ids(config.data_dir, [name for name in BENCHMARKS if name not in asked])
-    for number, row in read_jsonl_numbered(path, require=("id", "response")):
-        pid = str(row["id"])
-        if row.get("benchmark") is not None and row["benchmark"] not in asked:
-            stats["other_benchmark"] += 1  # a file holding several benchmarks: rows of others are not scored
-            continue
-        matches = by_id.get(pid)
-        if row.get("benchmark") is not None and matches:
-            matches = [match for match in matches if match[0].name == row["benchmark"]]
-        if not matches and pid in other_ids:
-            stats["other_benchmark"] += 1
-            continue
-        if not matches:
-            raise JsonlError(path, number, f"unknown problem id {pid!r} (not in benchmark(s) {names}, nor in "
-                                           "another benchmark's file under --data-dir; a row of another "
-                                           "benchmark is skipped when it has a 'benchmark' key)")
-        if len(matches) > 1:
-            raise JsonlError(path, number, f"problem id {pid!r} is in several benchmarks; add a 'benchmark' key")
-        item, problem = matches[0]
-        effort = row.get("effort")
-        if effort is not None and effort not in EFFORTS:
-            raise JsonlError(path, number, f"unknown effort {effort!r} (expected {', '.join(EFFORTS)} or null)")
-        if not isinstance(row["response"], str):
-            raise JsonlError(path, number, f"'response' must be a string, got {type(row['response']).__name__}")
-        sample = row.get("sample")
-        if sample is None:
-            sample = rank[(item.name, pid, effort)]
-        elif isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
-            raise JsonlError(path, number, f"'sample' must be an integer >= 0, got {sample!r}")
-        rank[(item.name, pid, effort)] += 1
-        if problem is None:
-            stats["beyond_limit"] += 1
-            continue
-        if wanted is not None and effort not in wanted:
-            stats["other_effort"] += 1
-            continue
-        row.update(benchmark=item.name, id=problem["id"], effort=effort, sample=sample, answer=problem["answer"])
-        yield row, item, problem
+    def in_scope(self, row: dict) -> bool:
+        return self.efforts is None or row.get("effort") in self.efforts
+
+    def record(self, stats: Counter) -> dict[str, Any]:
+        return {"responses_file": {"path": self.path, "sha256": sha256_file(self.path), **stats}}
 
 
-def response_rows(
-    config: EvalConfig, data: list[BenchmarkData], done: dict[SampleKey, str | None], stats: Counter
-) -> Iterator[dict]:
-    """Rows of the --responses file without an up-to-date verdict, matched to their problems by id.
+def sample_source(config: EvalConfig, data: list[BenchmarkData], files: RunFiles) -> SampleSource:
+    """The run's one source of responses, chosen by its backend."""
+    if config.backend == RESPONSES_BACKEND:
+        return FileSamples(config, data)
+    return ModelSamples(config, data, files)
 
-    The whole file is validated first (a streaming pass), so a bad line stops the run before any work
-    starts. A row whose (benchmark, id, effort, sample) was seen before counts as a duplicate.
-    """
-    for _ in _matched_responses(config, data, Counter()):
-        pass
-    seen: set[SampleKey] = set()
-    for row, _item, problem in _matched_responses(config, data, stats):
-        key = _key(row)
-        if key in seen:
-            stats["duplicates"] += 1
-            continue
-        seen.add(key)
-        if _up_to_date(row, done):
-            stats["already_judged"] += 1
-            continue
-        row.setdefault("problem", problem["problem"])
-        if problem.get("level") is not None:
-            row.setdefault("level", problem["level"])
-        yield row
+
+def build_requests(config: EvalConfig, data: BenchmarkData) -> list:
+    """One request per (problem, effort, sample i), sample i seeded with `seed + i`."""
+    from tops_plugin.generation import GenerationRequest, SamplingParams
+
+    requests = []
+    for index in range(config.n_samples):
+        sampling = SamplingParams(
+            temperature=0.0 if config.greedy else config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_tokens,
+            seed=config.seed + index,
+        )
+        for problem in data.problems:
+            for effort in config.generation_efforts:
+                requests.append(
+                    GenerationRequest(problem, effort, n_samples=config.n_samples, sampling=sampling, samples=(index,))
+                )
+    return requests
+
+
+# ------------------------------------------------------------------------------------------------- scoring
 
 
 def counted_text(response: str, count: str) -> str:
@@ -432,13 +491,13 @@ def _without(rows: Iterable[dict], key: str) -> Iterator[dict]:
 
 
 def judge_to_samples(
-    rows: Iterable[dict], samples_path: Path, config: EvalConfig, progress: Progress | None, batch: int = 512
+    rows: Iterable[dict], samples_path: Path, config: EvalConfig, progress: Progress | None, *, recount: bool,
+    batch: int = 512,
 ) -> int:
     """Count tokens, judge, and append to samples.jsonl.
 
-    Rows from a --responses file are always recounted (their `tokens`, if any, may come from another
-    tokenizer); generation records keep the Qwen2.5 count the backend wrote, unless --tokenizer is set.
-    With `count_tokens="thought"` every row is recounted over its thought part (`counted_text`) and the
+    Rows keep the `tokens` they carry unless `recount` or --tokenizer is set (a --responses file's counts
+    may come from another tokenizer; generation records hold the Qwen2.5 count the backend wrote). With `count_tokens="thought"` every row is recounted over its thought part (`counted_text`) and the
     whole response's count is kept as `response_tokens`.
     """
     from tops_plugin.judging import judge_rows
@@ -447,8 +506,8 @@ def judge_to_samples(
 
     tokenizer = load_tokenizer(config.tokenizer)
     if config.count_tokens == "response":
-        recount = config.tokenizer is not None or config.backend == "responses"
-        counted = with_token_counts(rows, tokenizer=tokenizer, recount=recount, batch_size=batch)
+        counted = with_token_counts(rows, tokenizer=tokenizer, recount=recount or config.tokenizer is not None,
+                                    batch_size=batch)
     else:
         whole = with_token_counts(rows, tokenizer=tokenizer, field="response_tokens", recount=True, batch_size=batch)
         counted = with_token_counts(_with_counted_text(whole, config.count_tokens), key=_COUNTED_KEY,
@@ -482,14 +541,11 @@ def _with_counted_text(rows: Iterable[dict], count: str) -> Iterator[dict]:
 _COMPACT = ("id", "sample", "correct", "verdict", "tokens", "finish_reason", "truncated", "level")
 
 
-def collect(samples_path: Path, config: EvalConfig, data: list[BenchmarkData]) -> dict[str, dict[str, list[dict]]]:
+def collect(
+    samples_path: Path, source: SampleSource, data: list[BenchmarkData]
+) -> dict[str, dict[str, list[dict]]]:
     """Judged rows in scope, reduced to what the metrics need, grouped by benchmark and effort label."""
     scope = {item.name: {str(problem["id"]) for problem in item.problems} for item in data}
-    efforts = None
-    if config.backend != "responses":
-        efforts = set(config.generation_efforts)
-    elif config.efforts is not None:
-        efforts = set(config.efforts)
     groups: dict[str, dict[str, list[dict]]] = {item.name: defaultdict(list) for item in data}
     if not samples_path.exists():
         return groups
@@ -497,9 +553,7 @@ def collect(samples_path: Path, config: EvalConfig, data: list[BenchmarkData]) -
         bench = row["benchmark"]
         if bench not in scope or str(row["id"]) not in scope[bench]:
             continue
-        if efforts is not None and row.get("effort") not in efforts:
-            continue
-        if config.backend != "responses" and int(row.get("sample", 0)) >= config.n_samples:
+        if not source.in_scope(row):
             continue
         compact = {key: row.get(key) for key in _COMPACT}
         compact["id"] = str(compact["id"])
@@ -519,7 +573,8 @@ def build_summary(
     results = {}
     for item in data:
         per_effort = groups.get(item.name, {})
-        level_totals = Counter(str(p["level"]) for p in item.problems if p.get("level") is not None)
+        level_totals = Counter(level_name(p.get("level")) for p in item.problems)
+        level_totals.pop(None, None)
         results[item.name] = {
             label: summarize(per_effort[label], n_problems_expected=len(item.problems), level_totals=level_totals)
             for label in sorted(per_effort, key=effort_sort_key)
@@ -556,54 +611,47 @@ def run_eval(config: EvalConfig, progress: Progress | None = None) -> RunResult:
 
     The benchmarks are loaded before the directory is made; a run that fails before its first sample
     removes the directory it created."""
-    out = Path(config.out)
+    files = RunFiles(config.out)
     data = load_benchmarks(config.benchmarks, config.data_dir, config.limit)  # before anything is created
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    created = not files.root.exists()
+    files.root.mkdir(parents=True, exist_ok=True)
     try:
-        return _run_in(out, config, data, progress)
+        return _run_in(files, config, data, progress)
     except BaseException:
-        if created and not _has_samples(out):  # a run that failed before any sample leaves nothing behind
-            shutil.rmtree(out, ignore_errors=True)
+        if created and not _has_samples(files):  # a run that failed before any sample leaves nothing behind
+            shutil.rmtree(files.root, ignore_errors=True)
         raise
 
 
-def _run_in(out: Path, config: EvalConfig, data: list[BenchmarkData], progress: Progress | None) -> RunResult:
+def _run_in(files: RunFiles, config: EvalConfig, data: list[BenchmarkData], progress: Progress | None) -> RunResult:
     """The run itself, in an existing directory."""
     from evals.plots import write_plots
     from evals.report import render_report
 
-    identity_path = out / "config.json"
-    identity = check_identity(identity_path, sample_identity(config, data))
-    with atomic_writer(identity_path, "w") as handle:
+    source = sample_source(config, data, files)
+    identity = check_identity(files, sample_identity(config, data, source))
+    with atomic_writer(files.config, "w") as handle:
         json.dump(identity, handle, indent=2, sort_keys=True)
 
-    samples_path = out / "samples.jsonl"
-    run: dict[str, Any] = {}
-    stats: Counter = Counter()
-    if config.backend == "responses":
-        rows = lambda done, counts: response_rows(config, data, done, counts)  # noqa: E731
-    else:
-        run["generation"] = generate(config, data, out, progress)
-        rows = lambda done, counts: generation_rows(config, data, out, done)  # noqa: E731
-    done = judged_keys(samples_path)
+    source.prepare(progress)
+    done = judged_keys(files.samples)
     # A sample whose response, gold or checker changed since it was judged: its old verdict goes first.
-    stale = {_key(row) for row in rows(dict(done), Counter()) if _key(row) in done}
-    run["judged_again"] = drop_samples(samples_path, stale)
+    stale = {_key(row) for row in source.rows(dict(done), Counter()) if _key(row) in done}
+    run: dict[str, Any] = {"judged_again": drop_samples(files.samples, stale)}
     for key in stale:
         del done[key]
-    run["judged_now"] = judge_to_samples(rows(done, stats), samples_path, config, progress)
-    if config.backend == "responses":
-        run["responses_file"] = {"path": config.responses, "sha256": sha256_file(config.responses), **stats}
+    stats: Counter = Counter()
+    run["judged_now"] = judge_to_samples(source.rows(done, stats), files.samples, config, progress,
+                                         recount=source.recount)
+    run.update(source.record(stats))
 
-    groups = collect(samples_path, config, data)
+    groups = collect(files.samples, source, data)
     summary = build_summary(config, data, groups, run)
-    files = {"samples": str(samples_path), "summary": str(out / "summary.json"), "report": str(out / "report.md")}
-    files.update(write_plots(summary, groups, out))
-    summary["files"] = {name: os.path.relpath(path, out) for name, path in files.items()}
-    with atomic_writer(out / "summary.json", "w") as handle:
+    written = {"samples": files.samples, "summary": files.summary, "report": files.report}
+    written.update(write_plots(summary, groups, files))
+    summary["files"] = {name: os.path.relpath(path, files.root) for name, path in written.items()}
+    with atomic_writer(files.summary, "w") as handle:
         json.dump(summary, handle, indent=2)
-    with atomic_writer(out / "report.md", "w") as handle:
+    with atomic_writer(files.report, "w") as handle:
         handle.write(render_report(summary))
-    return RunResult(out, summary, files)
-
+    return RunResult(files.root, summary, {name: str(path) for name, path in written.items()})

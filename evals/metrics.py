@@ -31,6 +31,8 @@ __all__ = [
     "accuracy_over_samples",
     "by_level",
     "default_ks",
+    "level_name",
+    "level_sort_key",
     "mean_pass_at_k",
     "o1_estimate",
     "pass_at_k",
@@ -135,16 +137,33 @@ def verdict_counts(rows: Iterable[Mapping]) -> dict[str, int]:
     }
 
 
+def level_name(level: object) -> str | None:
+    """A difficulty level as "1".."5" whether stored as 3 or "Level 3" (MATH's own spelling); None when
+    absent or empty. Every grouping by level reads levels through this one function."""
+    if level is None or isinstance(level, bool):
+        return None
+    text = str(level).strip()
+    if text.lower().startswith("level"):
+        text = text[5:].strip()
+    return text or None
+
+
+def level_sort_key(level: str) -> tuple:
+    """Numeric levels in numeric order, then any others by name."""
+    return (0, int(level), "") if level.isdigit() else (1, 0, level)
+
+
 def by_level(rows: Iterable[Mapping], level_totals: Mapping[str, int] | None = None) -> dict[str, dict]:
     """Accuracy and tokens per difficulty level (MATH500's 1-5, like the paper's Table 6).
 
-    `level_totals` (problems per level in the benchmark) adds ``n_problems_expected`` to each level."""
+    `level_totals` (problems per level name, see `level_name`) adds ``n_problems_expected`` to each level."""
     groups: dict[str, list[Mapping]] = defaultdict(list)
     for row in rows:
-        if row.get("level") is not None:
-            groups[str(row["level"])].append(row)
+        level = level_name(row.get("level"))
+        if level is not None:
+            groups[level].append(row)
     table = {}
-    for level in sorted(groups, key=lambda key: (len(key), key)):
+    for level in sorted(groups, key=level_sort_key):
         members = groups[level]
         table[level] = {
             "n_problems": len({row["id"] for row in members}),

@@ -1,4 +1,5 @@
-"""PNG plots of a run and of several runs: the accuracy/length trade-off and where the tokens go.
+"""PNG plots of a run, of several runs and of an analysis: the accuracy/length trade-off, where the tokens
+go, and the reasoning rounds.
 
 Drawn with matplotlib's Agg backend (no display needed), written atomically. Every plot says how much
 it knows: coverage (problems with responses / asked for) beside incomplete accuracies, ``n`` beside every
@@ -12,10 +13,20 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from evals.layout import AnalysisFiles, RunFiles
+from evals.metrics import level_name, level_sort_key
 from evals.report import coverage, display_name
 from tops_plugin.jsonl import atomic_writer
+from tops_plugin.prompts import effort_sort_key
 
-__all__ = ["accuracy_axis", "panels", "runs_accuracy_vs_tokens", "save_figure", "write_plots"]
+__all__ = [
+    "accuracy_axis",
+    "panels",
+    "runs_accuracy_vs_tokens",
+    "save_figure",
+    "write_analysis_plots",
+    "write_plots",
+]
 
 PANEL_SIZE = (4.4, 3.6)
 
@@ -145,23 +156,21 @@ def tokens_by_effort(summary: Mapping, groups: Mapping[str, Mapping[str, Sequenc
     return save_figure(plt, fig, path)
 
 
-def _level_key(level: str) -> tuple:
-    return (0, int(level), "") if level.isdigit() else (1, 0, level)
-
-
 def tokens_by_level(bench: str, rows_by_effort: Mapping[str, Sequence[Mapping]], path: Path) -> str | None:
     """One panel per effort: a box per difficulty level (MATH500's 1-5) of response tokens, n under each,
     the mean as a dot; boxes side by side can be told apart where overlaid histograms cannot."""
-    efforts = [effort for effort, rows in rows_by_effort.items() if any(r.get("level") is not None for r in rows)]
+    efforts = [effort for effort, rows in rows_by_effort.items()
+               if any(level_name(r.get("level")) is not None for r in rows)]
     if not efforts:
         return None
     plt, fig, axes = panels(len(efforts), height=3.8)
     for ax, effort in zip(axes, efforts):
         series: dict[str, list[int]] = {}
         for row in rows_by_effort[effort]:
-            if row.get("level") is not None:
-                series.setdefault(str(row["level"]), []).append(row["tokens"])
-        levels = sorted(series, key=_level_key)
+            level = level_name(row.get("level"))
+            if level is not None:
+                series.setdefault(level, []).append(row["tokens"])
+        levels = sorted(series, key=level_sort_key)
         ax.boxplot([series[level] for level in levels], showmeans=True, widths=0.6,
                    meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black",
                               "markersize": 5},
@@ -176,20 +185,21 @@ def tokens_by_level(bench: str, rows_by_effort: Mapping[str, Sequence[Mapping]],
     return save_figure(plt, fig, path)
 
 
-def write_plots(summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Mapping]]], out: str | Path) -> dict[str, str]:
+def write_plots(
+    summary: Mapping, groups: Mapping[str, Mapping[str, Sequence[Mapping]]], files: RunFiles
+) -> dict[str, str]:
     """All plots of a run; returns {name: path}. Nothing is drawn for a run without results."""
-    out = Path(out)
     if not any(summary["results"].values()):
         return {}
-    files = {
-        "plot_accuracy_vs_tokens": accuracy_vs_tokens(summary, out / "accuracy_vs_tokens.png"),
-        "plot_tokens_by_effort": tokens_by_effort(summary, groups, out / "tokens_by_effort.png"),
+    written = {
+        "plot_accuracy_vs_tokens": accuracy_vs_tokens(summary, files.accuracy_vs_tokens_plot),
+        "plot_tokens_by_effort": tokens_by_effort(summary, groups, files.tokens_by_effort_plot),
     }
     for bench, rows_by_effort in groups.items():
-        path = tokens_by_level(bench, rows_by_effort, out / f"tokens_by_level_{bench}.png")
+        path = tokens_by_level(bench, rows_by_effort, files.tokens_by_level_plot(bench))
         if path is not None:
-            files[f"plot_tokens_by_level_{bench}"] = path
-    return files
+            written[f"plot_tokens_by_level_{bench}"] = path
+    return written
 
 
 def runs_accuracy_vs_tokens(
@@ -232,3 +242,91 @@ def runs_accuracy_vs_tokens(
         ax.legend(fontsize=7)
     fig.suptitle(title)
     return save_figure(plt, fig, Path(path))
+
+
+def write_analysis_plots(analysis: Mapping, files: AnalysisFiles) -> list[Path]:
+    """PNG plots of an analysis (analysis.json, `evals.analysis`): rounds by effort, accuracy by effort, by
+    length (with n and Wilson 95% intervals) and by level; one panel per benchmark; returns the files."""
+    written: list[Path] = []
+    benches = list(analysis["length_accuracy"])
+    if not benches:
+        return written
+
+    def save(plt, fig, path: Path) -> None:
+        written.append(Path(save_figure(plt, fig, path)))
+
+    # Rounds and erroneous rounds per effort (correct final answers), one panel per benchmark.
+    plt, fig, axes = panels(len(benches))
+    for ax, bench in zip(axes, benches):
+        groups = analysis["by_benchmark"][bench]
+        efforts = list(groups)
+        xs = range(len(efforts))
+        ax.bar([x - 0.2 for x in xs], [groups[e]["rounds_mean"] or 0 for e in efforts], 0.4, label="rounds")
+        ax.bar([x + 0.2 for x in xs], [groups[e]["erroneous_rounds_mean"] or 0 for e in efforts], 0.4,
+               label="erroneous rounds")
+        ax.set_xticks(list(xs), [f"{e}\nn={groups[e]['responses']}" for e in efforts])
+        ax.set_title(f"{display_name(bench)}: correct answers")
+        ax.set_ylabel("mean per response")
+        ax.legend(fontsize=8)
+    save(plt, fig, files.rounds_by_effort_plot)
+
+    # Accuracy vs mean length, one point per effort.
+    plt, fig, axes = panels(len(benches))
+    for ax, bench in zip(axes, benches):
+        table = analysis["length_accuracy"][bench]["by_effort"]
+        xs = [cell["tokens_mean"] for cell in table.values()]
+        ys = [100 * cell["accuracy"] for cell in table.values()]
+        ax.plot(xs, ys, marker="o", linewidth=1 if len(xs) > 1 else 0)
+        for effort, x, y in zip(table, xs, ys):
+            ax.annotate(f"{effort} (n={table[effort]['n']})", (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        ax.set_xlim(0, max(xs) * 1.3 if xs and max(xs) > 0 else 1)
+        ax.set_xlabel("mean tokens (Qwen2.5)")
+        accuracy_axis(ax, ys)
+        ax.set_title(display_name(bench))
+        ax.grid(alpha=0.3)
+    save(plt, fig, files.accuracy_by_effort_plot)
+
+    # Accuracy per length bin, with the bin's n and its Wilson 95% interval. Bins sit side by side (their
+    # token ranges as labels): quantile bins of a long tail would crowd together on a token axis.
+    plt, fig, axes = panels(len(benches), height=3.9, width=5.6)
+    for ax, bench in zip(axes, benches):
+        cells = [c for c in analysis["length_accuracy"][bench]["bins"] if c["n"]]
+        xs = list(range(len(cells)))
+        ys = [100 * c["accuracy"] for c in cells]
+        below = [max(0.0, y - 100 * c["ci95"][0]) for c, y in zip(cells, ys)]  # >= 0 despite rounding
+        above = [max(0.0, 100 * c["ci95"][1] - y) for c, y in zip(cells, ys)]
+        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, linewidth=1)
+        ax.set_xticks(xs, [f"{c['lo']:.0f}–{c['hi']:.0f}\nn={c['n']}" for c in cells], fontsize=7)
+        ax.set_xlabel("response tokens (Qwen2.5), quantile bins; n = responses")
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("accuracy (%), Wilson 95% interval")
+        ax.set_title(display_name(bench))
+        ax.grid(alpha=0.3)
+    save(plt, fig, files.accuracy_by_length_plot)
+
+    # Accuracy per difficulty level and effort (benchmarks with levels): where each effort is optimal.
+    leveled = {}
+    for bench, levels in analysis["optimal_effort"].items():
+        if len(levels) > 1:
+            leveled[bench] = {level: cell for level, cell in levels.items() if level != "all"}
+    if leveled:
+        plt, fig, axes = panels(len(leveled))
+        for ax, (bench, levels) in zip(axes, leveled.items()):
+            efforts = sorted({e for cell in levels.values() for e in cell["accuracy"]}, key=effort_sort_key)
+            names = list(levels)
+            values = []
+            for effort in efforts:
+                ys = [100 * levels[lv]["accuracy"][effort] if effort in levels[lv]["accuracy"] else float("nan")
+                      for lv in names]
+                ax.plot(names, ys, marker="o", label=effort)
+                values += ys
+            counts = [sum(levels[lv]["n"].values()) for lv in names]
+            ax.set_xticks(range(len(names)), [f"{lv}\nn={n}" for lv, n in zip(names, counts)])
+            ax.set_xlabel("level (responses)")
+            accuracy_axis(ax, values)
+            ax.set_title(display_name(bench))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        save(plt, fig, files.accuracy_by_level_plot)
+    return written

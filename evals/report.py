@@ -1,18 +1,22 @@
-"""Markdown and CSV views of summary.json: the run report (the paper's Table 3 and Table 6 shapes)
-and the side-by-side table of several runs.
+"""Markdown and CSV views: the run report of summary.json (the paper's Table 3 and Table 6 shapes), the
+side-by-side table of several runs, and the report of an analysis (analysis.json, `evals.analysis`).
 
-Everything here is a pure function of summary dictionaries, so a report can be rebuilt from any
-summary.json without rerunning anything.
+Everything here is a pure function of summary or analysis dictionaries, so a report can be rebuilt from
+its JSON without rerunning anything.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from evals.metrics import level_sort_key
 
 __all__ = [
     "accuracy_text",
+    "analysis_markdown",
     "compare_csv",
     "compare_levels_markdown",
     "compare_markdown",
@@ -21,7 +25,10 @@ __all__ = [
     "coverage_warnings",
     "display_name",
     "level_table",
+    "markdown_table",
+    "num",
     "paper_markdown",
+    "pct",
     "render_report",
 ]
 
@@ -32,12 +39,21 @@ def display_name(benchmark: str) -> str:
     return DISPLAY_NAMES.get(benchmark, benchmark)
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{100 * value:.{digits}f}"
+def pct(value: float | None, digits: int = 2, unit: str = "") -> str:
+    """A proportion in percent (0.5 -> ``50.00``), "-" when there is none."""
+    return "-" if value is None else f"{100 * value:.{digits}f}{unit}"
 
 
-def _num(value: float | None, digits: int = 0) -> str:
+def num(value: float | None, digits: int = 0) -> str:
+    """A figure with `digits` decimals, "-" when there is none."""
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
 
 
 def coverage(cell: dict) -> tuple[int, int] | None:
@@ -55,15 +71,15 @@ def _spread(cell: dict, samples_asked: int = 1) -> bool:
 def accuracy_text(cell: dict) -> str:
     """Accuracy in %, ``± std`` only with two or more samples, and its coverage when incomplete:
     ``79.09 (263/500)``."""
-    text = _pct(cell.get("accuracy_mean"))
+    text = pct(cell.get("accuracy_mean"))
     if _spread(cell):
-        text += f" ± {_pct(cell['accuracy_std'])}"
+        text += f" ± {pct(cell['accuracy_std'])}"
     covered = coverage(cell)
     return text if covered is None else f"{text} ({covered[0]}/{covered[1]})"
 
 
 def _level_accuracy(entry: dict) -> str:
-    text = _pct(entry["accuracy"])
+    text = pct(entry["accuracy"])
     expected = entry.get("n_problems_expected")
     return text if expected is None or entry["n_problems"] >= expected else f"{text} ({entry['n_problems']}/{expected})"
 
@@ -98,12 +114,6 @@ def _efforts(results: dict) -> list[str]:
     return seen
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _protocol(config: dict) -> str:
     if config.get("backend") == "responses":
         return f"responses scored from `{config.get('responses')}`"
@@ -120,7 +130,7 @@ def level_table(rows: Sequence[tuple[str, dict]]) -> list[str]:
     """Markdown lines of accuracy and mean tokens per difficulty level (MATH's Table 6 shape), one row per
     (label, results cell); empty when no cell has levels. Works for any benchmark whose problems carry a
     `level`."""
-    levels = sorted({lvl for _, cell in rows for lvl in cell.get("by_level", {})}, key=lambda k: (len(k), k))
+    levels = sorted({lvl for _, cell in rows for lvl in cell.get("by_level", {})}, key=level_sort_key)
     if not levels:
         return []
     header = ["Model"] + [f"L{lvl} {part}" for lvl in levels for part in ("Acc", "#Tokens")]
@@ -129,9 +139,9 @@ def level_table(rows: Sequence[tuple[str, dict]]) -> list[str]:
         row = [label]
         for lvl in levels:
             entry = cell.get("by_level", {}).get(lvl)
-            row += ["-", "-"] if entry is None else [_level_accuracy(entry), _num(entry["tokens_mean"])]
+            row += ["-", "-"] if entry is None else [_level_accuracy(entry), num(entry["tokens_mean"])]
         body.append(row)
-    return _table(header, body)
+    return markdown_table(header, body)
 
 
 def render_report(summary: dict) -> str:
@@ -158,9 +168,9 @@ def render_report(summary: dict) -> str:
         row = [_row_label(model, effort)]
         for bench in benches:
             cell = results[bench].get(effort)
-            row += ["-", "-"] if cell is None else [accuracy_text(cell), _num(cell.get("tokens_mean"))]
+            row += ["-", "-"] if cell is None else [accuracy_text(cell), num(cell.get("tokens_mean"))]
         rows.append(row)
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
 
     lines += ["", "## Details", ""]
     header = [
@@ -171,18 +181,18 @@ def render_report(summary: dict) -> str:
     for bench in benches:
         for effort, cell in results[bench].items():
             verdicts = cell.get("verdicts", {})
-            passk = ", ".join(f"@{k} {_pct(v, 1)}" for k, v in cell.get("pass_at_k", {}).items())
+            passk = ", ".join(f"@{k} {pct(v, 1)}" for k, v in cell.get("pass_at_k", {}).items())
             missing = cell.get("n_problems_missing") or 0
             rows.append([
                 display_name(bench), effort,
                 f"{cell['n_problems']}" + (f" ({missing} missing)" if missing else ""),
                 str(cell["n_samples"]), accuracy_text(cell), passk,
-                f"{_num(cell.get('tokens_mean'))} / {_num(cell.get('tokens_median'))}",
-                f"{_num(cell.get('tokens_correct_mean'))} / {_num(cell.get('tokens_wrong_mean'))}",
-                f"{cell.get('truncated', 0)} ({_pct(cell.get('truncated_share'), 1)}%)",
+                f"{num(cell.get('tokens_mean'))} / {num(cell.get('tokens_median'))}",
+                f"{num(cell.get('tokens_correct_mean'))} / {num(cell.get('tokens_wrong_mean'))}",
+                f"{cell.get('truncated', 0)} ({pct(cell.get('truncated_share'), 1)}%)",
                 str(verdicts.get("no_answer", 0)), str(verdicts.get("timeout", 0)), str(verdicts.get("error", 0)),
             ])
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
 
     for bench in benches:
         table = level_table([(_row_label(model, effort), cell) for effort, cell in results[bench].items()])
@@ -191,8 +201,8 @@ def render_report(summary: dict) -> str:
 
     o1_rows = [
         [display_name(bench), effort, str(cell["o1_estimate"]["n_samples"]),
-         _num(cell["o1_estimate"]["visible_tokens_mean"]), _num(cell["o1_estimate"]["hidden_tokens_mean"], 2),
-         _num(cell["o1_estimate"]["api_reasoning_tokens_mean"], 2)]
+         num(cell["o1_estimate"]["visible_tokens_mean"]), num(cell["o1_estimate"]["hidden_tokens_mean"], 2),
+         num(cell["o1_estimate"]["api_reasoning_tokens_mean"], 2)]
         for bench in benches for effort, cell in results[bench].items() if cell.get("o1_estimate")
     ]
     if o1_rows:
@@ -201,10 +211,10 @@ def render_report(summary: dict) -> str:
             "Estimate n_s × n_r / (n_c − n_r) in Qwen2.5 tokens, beside the visible summary and the API's own count.",
             "",
         ]
-        lines += _table(["Benchmark", "Effort", "Samples", "Visible tokens", "Hidden (estimate)", "API reasoning tokens"], o1_rows)
+        lines += markdown_table(["Benchmark", "Effort", "Samples", "Visible tokens", "Hidden (estimate)", "API reasoning tokens"], o1_rows)
 
     lines += ["", "## Data", ""]
-    lines += _table(
+    lines += markdown_table(
         ["Benchmark", "Source", "Problems with responses / asked for / in source", "sha256"],
         [[display_name(b), f"`{d['path']}`",
           f"{max((c['n_problems'] for c in results.get(b, {}).values()), default=0)} / {d['n_problems']} / "
@@ -281,12 +291,12 @@ def compare_markdown(runs: Sequence[tuple[str, dict]]) -> str:
             problems, expected = row[f"{bench}_problems"], row[f"{bench}_problems_expected"]
             cells += [
                 _row_accuracy(row, bench),
-                _num(row[f"{bench}_tokens"]),
-                _num(problems) if problems == expected else f"{problems}/{expected}",
+                num(row[f"{bench}_tokens"]),
+                num(problems) if problems == expected else f"{problems}/{expected}",
                 row[f"{bench}_samples_per_problem"] or "-",
             ]
         body.append(cells)
-    return "\n".join(_table(header, body)) + "\n"
+    return "\n".join(markdown_table(header, body)) + "\n"
 
 
 def compare_csv(runs: Sequence[tuple[str, dict]]) -> str:
@@ -332,7 +342,7 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
         cells = [f"{ref.model} (paper)", "published"]
         for bench in benches:
             cell = ref.results.get(bench)
-            cells += ["-", "-"] if cell is None else [f"{cell['accuracy']:.2f}", _num(cell["tokens"])]
+            cells += ["-", "-"] if cell is None else [f"{cell['accuracy']:.2f}", num(cell["tokens"])]
         return cells
 
     thought_only = {label for label, summary in runs if summary.get("config", {}).get("count_tokens") == "thought"}
@@ -343,7 +353,7 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
             if acc is None:
                 cells += ["-", "-"]
                 continue
-            cells += [_row_accuracy(row, bench, with_coverage=True), _num(row[f"{bench}_tokens"])]
+            cells += [_row_accuracy(row, bench, with_coverage=True), num(row[f"{bench}_tokens"])]
         body.append(cells)
         for ref in [r for r in ref_rows if r.run == row["run"] and r.effort == row["effort"]]:
             body.append(published(ref))
@@ -356,4 +366,124 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
         caption += " † #Tokens counts only the thought part, as the paper counts thought-and-summary models."
     if reference is not None:
         caption += f" Rows marked *published* are the figures of {reference.source}, not ours."
-    return "\n".join([caption, "", *_table(header, body)]) + "\n"
+    return "\n".join([caption, "", *markdown_table(header, body)]) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+
+
+def _share(value: float | None) -> str:
+    return pct(value, 1, "%")
+
+
+def _section_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A table and the blank line that ends its section."""
+    return markdown_table(header, rows) + [""]
+
+
+def _rounds_rows(groups: dict, label: Callable[[str], list[str]]) -> list[list[str]]:
+    rows = []
+    for name, cell in groups.items():
+        rows.append(
+            label(name)
+            + [str(cell["all"]["responses"]), _share(cell["accuracy"]), num(cell["tokens_mean"]),
+               num(cell["rounds_mean"], 2), num(cell["erroneous_rounds_mean"], 2), num(cell["erroneous_ratio"], 2),
+               num(cell["all"]["rounds_mean"], 2), num(cell["all"]["erroneous_rounds_mean"], 2),
+               num(cell["all"]["erroneous_ratio"], 2)]
+            + ([num(cell["llm_judge"]["rounds_mean"], 2), num(cell["llm_judge"]["erroneous_rounds_mean"], 2)]
+               if "llm_judge" in cell else [])
+        )
+    return rows
+
+
+_ROUND_HEADER = ["responses", "accuracy", "tokens (correct)", "rounds", "erroneous", "ratio",
+                 "rounds (all)", "erroneous (all)", "ratio (all)"]
+
+
+def _interval(cell: dict) -> str:
+    ci = cell.get("ci95")
+    return "-" if ci is None else f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
+
+
+def _pooled_label(analysis: dict) -> str:
+    """What a figure over every response covers: one benchmark by name, several as 'pooled over …'."""
+    over = [display_name(b) for b in analysis["pooled"]["over"]]
+    return over[0] if len(over) == 1 else "pooled over " + ", ".join(over)
+
+
+def analysis_markdown(analysis: dict, plots: Sequence[str] = ()) -> str:
+    """The Markdown report of an analysis (a pure function of analysis.json). Figures are per benchmark;
+    a figure over several benchmarks is labelled as pooled."""
+    judged = analysis["config"].get("judge_model") is not None
+    header = _ROUND_HEADER + (["judge rounds", "judge erroneous"] if judged else [])
+    several = len(analysis["benchmarks"]) > 1
+    out = ["# Reasoning rounds and length analysis", ""]
+    out += _section_table(
+        ["benchmark", "responses", "problems", "accuracy"],
+        [[display_name(bench), str(cell["responses"]), str(cell["problems"]), _share(cell["accuracy"])]
+         for bench, cell in analysis["benchmarks"].items()]
+        + ([[f"*{_pooled_label(analysis)}*", str(analysis["pooled"]["responses"]), "-",
+             _share(analysis["pooled"]["accuracy"])]] if several else []),
+    )
+    out += [
+        "A round is a reasoning or verification pass that ends at an answer the response commits to; it is "
+        "erroneous when the checker judges its answer wrong. Round means without a suffix cover correct final "
+        "answers, as in the paper; *(all)* covers every response. Ratio = erroneous rounds / rounds.",
+        "",
+        "## Rounds by benchmark and effort",
+        "",
+    ]
+    out += _section_table(
+        ["benchmark", "effort"] + header,
+        [row for bench, groups in analysis["by_benchmark"].items()
+         for row in _rounds_rows(groups, lambda e, b=bench: [display_name(b), e])],
+    )
+    if analysis["by_level"]:
+        out += ["## Rounds by level and effort", ""]
+        out += _section_table(
+            ["benchmark", "level", "effort"] + header,
+            [row for bench, levels in analysis["by_level"].items() for level, groups in levels.items()
+             for row in _rounds_rows(groups, lambda e, b=bench, lv=level: [display_name(b), lv, e])],
+        )
+    if several:
+        out += [f"## Rounds by effort, {_pooled_label(analysis)}", "",
+                "Benchmarks differ in difficulty and length; read the per-benchmark table first.", ""]
+        out += _section_table(["effort"] + header, _rounds_rows(analysis["by_effort"], lambda e: [e]))
+    out += ["## Accuracy by effort", ""]
+    out += _section_table(
+        ["benchmark", "effort", "responses", "accuracy", "tokens mean", "tokens median"],
+        [[display_name(bench), effort, str(cell["n"]), _share(cell["accuracy"]), num(cell["tokens_mean"]),
+          num(cell["tokens_median"])]
+         for bench, table in analysis["length_accuracy"].items() for effort, cell in table["by_effort"].items()],
+    )
+    out += ["## Accuracy by response length", "", "Bins are quantiles of each benchmark's response lengths "
+            "(Qwen2.5 tokens); 95% = the Wilson interval of the bin's accuracy, wide when the bin is small. "
+            "Across problems, length also tracks difficulty.", ""]
+    out += _section_table(
+        ["benchmark", "tokens", "responses", "accuracy", "95%"],
+        [[display_name(bench), f"{cell['lo']:.0f}–{cell['hi']:.0f}", str(cell["n"]), _share(cell["accuracy"]),
+          _interval(cell)]
+         for bench, table in analysis["length_accuracy"].items() for cell in table["bins"]],
+    )
+    out += ["## Effort that maximises accuracy per difficulty", "",
+            "Ties go to the shorter mean length. `all` is the whole benchmark.", ""]
+    out += _section_table(
+        ["benchmark", "level", "best effort", "accuracy", "tokens mean", "accuracy per effort (responses)"],
+        [[display_name(bench), level, cell["best_effort"], _share(cell["best_accuracy"]),
+          num(cell["best_tokens_mean"]),
+          ", ".join(f"{e} {_share(a)} ({cell['n'][e]})" for e, a in cell["accuracy"].items())]
+         for bench, levels in analysis["optimal_effort"].items() for level, cell in levels.items()],
+    )
+    out += ["## Shorter correct, longer wrong", "",
+            "Among problems with two or more responses: a shorter response was correct and a longer one wrong "
+            "(and the reverse, for contrast). `all` pools the benchmarks.", ""]
+    out += _section_table(
+        ["benchmark", "problems", "mixed", "shorter right & longer wrong", "share", "longer right & shorter wrong",
+         "share"],
+        [[display_name(bench), str(c["problems"]), str(c["mixed_problems"]), str(c["shorter_correct_longer_wrong"]),
+          _share(c["share"]), str(c["longer_correct_shorter_wrong"]), _share(c["share_reverse"])]
+         for bench, c in analysis["shorter_correct_longer_wrong"].items()],
+    )
+    if plots:
+        out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+    return "\n".join(out)

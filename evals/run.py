@@ -15,6 +15,7 @@ from rich.console import Console
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.harness import TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
+from evals.layout import RunFiles
 from evals.report import coverage_warnings
 from tops_plugin.cli.args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from tops_plugin.jsonl import JsonlError
@@ -145,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print(f"interrupted: finished samples are kept in {config.out}; rerun the same command to complete the run")
         return 130
+    files = RunFiles(result.out)
     if not args.quiet:
-        print(Path(result.files["report"]).read_text())
+        print(files.report.read_text())
     skipped = result.summary.get("run", {}).get("responses_file", {})
     for key, what in _SKIPPED.items():
         if skipped.get(key):
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                       highlight=False, soft_wrap=True)
     for warning in coverage_warnings(result.summary):
         err.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False, soft_wrap=True)
-    err.print(f"wrote {result.out}/samples.jsonl, summary.json, report.md and plots", markup=False, highlight=False)
+    err.print(f"wrote {files.samples}, {files.summary.name}, {files.report.name} and plots", markup=False,
+              highlight=False)
     return 0
 
 

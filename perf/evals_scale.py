@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from evals.benchmarks import load_benchmarks  # noqa: E402
+from evals.layout import RunFiles  # noqa: E402
 from tops_plugin.jsonl import dumps, read_jsonl  # noqa: E402
 from tops_plugin.verifier import Verifier  # noqa: E402
 
@@ -135,7 +136,7 @@ def main() -> None:
             mem_all.append(all_mb)
             print(f"  evals.run        {len(rows):>7} rows  {elapsed:8.1f} s  {len(rows) / elapsed:8.0f} rows/s  "
                   f"peak RSS main {main_mb:.0f} MB, with workers {all_mb:.0f} MB")
-        summary = json.loads((Path(tmp) / "run0" / "summary.json").read_text())
+        summary = json.loads(RunFiles(Path(tmp) / "run0").summary.read_text())
         scored = sum(cell["n_samples"] for bench in summary["results"].values() for cell in bench.values())
         both = 1 / (1 / statistics.median(checker) + 1 / statistics.median(tokens))
         print(f"median checker {statistics.median(checker):.0f} rows/s, token counting {statistics.median(tokens):.0f} "

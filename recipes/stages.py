@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.layout import CompareFiles, RunFiles
 from recipes import launch
 from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
 from recipes.manifest import digest
@@ -565,7 +566,7 @@ def plan_eval(recipe: Recipe, layout: Layout, hooks: Hooks) -> StagePlan:
         summary=f"evaluate {', '.join(run.name for run in ev.models)} on {', '.join(ev.benchmarks)}, then compare"
                 + (" with the published figures" if reference else ""),
         inputs=tuple(inputs),
-        outputs=tuple(d / "summary.json" for d in run_dirs) + (compare_dir / "compare.md",),
+        outputs=tuple(RunFiles(d).summary for d in run_dirs) + (CompareFiles(compare_dir).markdown,),
         commands=tuple(commands), work=work, hooks=hooks,
         settings={"reference": ev.reference},
     )

@@ -6,11 +6,10 @@ import json
 
 import pytest
 
-from evals.analysis import AnalysisConfig, analyze, fill_tokens, fill_verdicts, load_samples
+from evals.analysis import AnalysisConfig, analyze, load_samples
 from evals.analyze import main
 from tops_plugin.jsonl import JsonlError, write_jsonl
 from tops_plugin.round_judge import RoundJudge
-from tops_plugin.rounds import check_in_process
 
 # Rounds of each response (see tests/test_rounds.py for the splitter's rules):
 #   A  p1 low     100 tok  correct  1 round  (4)                       0 erroneous
@@ -135,13 +134,16 @@ def test_llm_judge_figures_beside_the_splitter():
     assert analysis["config"]["judge_model"] == "fake"
 
 
-def test_missing_tokens_and_verdicts_are_filled():
+def test_missing_tokens_and_verdicts_are_filled(tmp_path, capsys):
+    # Row b's count and verdict are kept (a wrong verdict on a right answer: not judged again).
     rows = [{"id": "a", "answer": "4", "response": "So the answer is \\boxed{4}."},
-            {"id": "b", "answer": "4", "response": "The answer is \\boxed{5}.", "tokens": 9, "correct": False}]
-    assert fill_tokens(rows) == 1 and isinstance(rows[0]["tokens"], int) and rows[0]["tokens"] > 5
-    assert rows[1]["tokens"] == 9
-    assert fill_verdicts(rows, check_in_process) == 1
-    assert rows[0]["correct"] is True and rows[0]["verdict"] == "correct"
+            {"id": "b", "answer": "4", "response": "The answer is \\boxed{4}.", "tokens": 9, "correct": False}]
+    write_jsonl(tmp_path / "samples.jsonl", rows)
+    assert main([str(tmp_path), "--out", str(tmp_path / "out"), "--no-plots", "--workers", "1"]) == 0
+    assert "counted tokens of 1 and judged 1 responses that lacked them" in capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
+    assert isinstance(records[0]["tokens"], int) and records[0]["tokens"] > 5 and records[1]["tokens"] == 9
+    assert (records[0]["correct"], records[1]["correct"]) == (True, False)
     with pytest.raises(ValueError, match="lack 'tokens' or 'correct'"):
         analyze([{"id": "c", "answer": "1", "response": "1"}])
 

@@ -96,6 +96,18 @@ def test_summarize_hand_computed():
     assert "o1_estimate" not in result
 
 
+def test_levels_are_read_one_way_whatever_their_spelling():
+    # MATH stores "Level 3"; local copies store 3: one level, named "3", in numeric order (10 after 9).
+    assert [metrics.level_name(v) for v in (3, "3", "Level 3", " level 3 ", None, True, "")] == [
+        "3", "3", "3", "3", None, None, None]
+    rows = [_row("p1", 0, True, 4, level="Level 10"), _row("p2", 0, True, 2, level=2),
+            _row("p3", 0, False, 6, level="Level 2"), _row("p4", 0, True, 1)]
+    table = metrics.by_level(rows, level_totals={"2": 3})
+    assert list(table) == ["2", "10"]
+    assert table["2"] == {"n_problems": 2, "n_samples": 2, "accuracy": 0.5, "tokens_mean": 4.0,
+                          "n_problems_expected": 3}
+
+
 def test_o1_estimate_on_the_papers_worked_numbers():
     # o1-mini, MATH500: API reasoning tokens 1122.07 on average, estimate 1110.88. The estimate scales the
     # API count by the Qwen2.5/API token ratio of the visible summary (here 1110.88 / 1122.07).
