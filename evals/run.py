@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
-from evals.harness import TOKEN_COUNTS, ConfigMismatch, EvalConfig, run_eval
+from evals.config import TOKEN_COUNTS, EvalConfig
+from evals.harness import ConfigMismatch, run_eval
 from evals.layout import RunFiles
 from evals.report import coverage_warnings
 from tops_plugin.cli.args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int

@@ -11,7 +11,8 @@ import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from evals import compare
-from evals.harness import EvalConfig, counted_text, run_eval
+from evals.config import EvalConfig
+from evals.harness import counted_text, run_eval
 from evals.reference import ReferenceError, load_reference, parse_reference
 from tops_plugin.jsonl import read_jsonl
 

@@ -10,7 +10,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 import tops_plugin.generation as generation
 from evals import compare, run
-from evals.harness import ConfigMismatch, EvalConfig, run_eval
+from evals.config import EvalConfig
+from evals.harness import ConfigMismatch, run_eval
 from tops_plugin.jsonl import JsonlError, read_jsonl
 from tops_plugin.prompts import build_messages
 
