@@ -1,6 +1,6 @@
 """Why long reasoning hurts, measured on a run: reasoning rounds, erroneous rounds, and length vs accuracy.
 
-The library behind ``python -m evals.analyze RUN_DIR|samples.jsonl --out DIR``. It reads judged
+The library behind ``tops-analyze RUN_DIR|samples.jsonl -o DIR``. It reads judged
 samples (generation records with verdict fields; ``RUN_DIR`` means ``RUN_DIR/samples.jsonl``)
 and writes ``DIR/analysis.json``, ``DIR/rounds.jsonl`` (each response's rounds, to inspect),
 ``DIR/report.md`` and PNG plots.

@@ -1,4 +1,4 @@
-"""``python -m evals.analyze RUN_DIR|samples.jsonl --out DIR [--judge openai --judge-model M]``.
+"""``tops-analyze RUN_DIR|samples.jsonl -o DIR [--judge openai --judge-model M]`` (``python -m evals.analyze``).
 
 Why long reasoning hurts, measured on a run: reasoning rounds, erroneous rounds, and length vs accuracy
 (see `evals.analysis`). Parses arguments, shows progress and delegates.
@@ -14,30 +14,43 @@ from evals.analysis import EQUATION_MODES, AnalysisConfig, analyze, load_samples
 from evals.layout import AnalysisFiles, samples_file
 from evals.report import display_name, num, pct
 from tops_plugin.jsonl import JsonlError
-from tops_plugin.cli.args import positive_float, positive_int
+from tops_plugin.cli.args import add_renamed, command_parser, positive_float, positive_int
 from tops_plugin.round_judge import RoundJudge
+from tops_plugin.verifier import DEFAULT_TIMEOUT_S
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evals.analyze", description="Reasoning rounds and length vs accuracy of a run.")
-    parser.add_argument("source", help="a run directory (its samples.jsonl) or a samples JSONL file")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--gold-key", default="answer", help="field holding the gold answer (default: answer)")
-    parser.add_argument("--bins", type=positive_int, default=8, help="token-length bins per benchmark (default: 8)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "tops-analyze",
+        "Why long reasoning hurts, measured on a run: reasoning rounds, erroneous rounds, and length vs accuracy.",
+    )
+    parser.add_argument("source", metavar="RUN_DIR|SAMPLES.jsonl",
+                        help="a run directory (its samples.jsonl) or a samples JSONL file")
+    add_renamed(parser, "-o", "--output", old="--out", required=True, metavar="DIR",
+                help="directory to write analysis.json, report.md and plots to")
+    parser.add_argument("--gold-key", default="answer", metavar="KEY", help="field holding the gold answer")
+    parser.add_argument("--bins", type=positive_int, default=8, metavar="N", help="token-length bins per benchmark")
     parser.add_argument("--equations", choices=sorted(EQUATION_MODES), default="cued",
                         help="which '= N.' conclusions end a round besides boxed and phrased answers: those "
-                        "led by a cue word like 'so' (cued, default), every one (all), or none")
-    parser.add_argument("--workers", type=positive_int, default=None, help="checker worker processes")
-    parser.add_argument("--timeout", type=positive_float, default=5.0, help="checker deadline per answer, seconds")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer for rows without 'tokens' (default: Qwen2.5)")
-    parser.add_argument("--no-plots", action="store_true")
+                        "led by a cue word like 'so' (cued), every one (all), or none")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="verifier worker processes (default: one per core)")
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SEC",
+                        help="deadline per answer, seconds")
+    parser.add_argument("--tokenizer", default=None, metavar="PATH",
+                        help="tokenizer for rows without 'tokens' (default: Qwen2.5)")
+    parser.add_argument("--no-plots", action="store_true", help="write no plots")
     judge = parser.add_argument_group("language-model round judge")
     judge.add_argument("--judge", choices=["openai"], default=None, help="also count rounds with a model")
-    judge.add_argument("--judge-model", default=None)
-    judge.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint (default: OpenAI)")
-    judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
-    judge.add_argument("--judge-cache", default=None, help="reply cache (default: OUT/judge_cache.jsonl)")
-    judge.add_argument("--judge-workers", type=positive_int, default=4, help="concurrent judge requests")
+    judge.add_argument("--judge-model", default=None, metavar="MODEL", help="the judge's model (needed with --judge)")
+    judge.add_argument("--judge-base-url", default=None, metavar="URL",
+                       help="OpenAI-compatible endpoint (default: OpenAI)")
+    judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                       help="environment variable with the key")
+    judge.add_argument("--judge-cache", default=None, metavar="FILE",
+                       help="reply cache (default: OUTPUT/judge_cache.jsonl)")
+    add_renamed(judge, "--judge-concurrency", old="--judge-workers", type=positive_int, default=4, metavar="N",
+                help="judge requests in flight")
     return parser
 
 
@@ -49,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tops_plugin.tokens import with_token_counts
     from tops_plugin.verifier import Verifier
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     if args.judge and not args.judge_model:
         console.print("[red]--judge openai needs --judge-model")
@@ -69,14 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         length_bins=args.bins,
         gold_key=args.gold_key,
         rounds=EQUATION_MODES[args.equations],
-        judge_workers=args.judge_workers,
+        judge_workers=args.judge_concurrency,
     )
     judge = None
     if args.judge:
         from tops_plugin.round_judge import openai_complete
 
         complete = openai_complete(args.judge_model, args.judge_base_url, args.judge_api_key_env)
-        judge = RoundJudge(complete, args.judge_model, args.judge_cache or AnalysisFiles(args.out).judge_cache)
+        judge = RoundJudge(complete, args.judge_model, args.judge_cache or AnalysisFiles(args.output).judge_cache)
     counted = sum("tokens" not in row for row in rows)  # load_samples checked any `tokens` is a count
     rows = list(with_token_counts(rows, tokenizer=args.tokenizer, recount=False))
     unjudged = [row for row in rows if not isinstance(row.get("correct"), bool)]
@@ -86,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         analysis, records = analyze(rows, check_many=verifier.check_many, judge=judge, config=config,
                                     progress=display.update)
     analysis["source"] = str(samples_file(args.source))
-    paths = write_outputs(args.out, analysis, records, plots=not args.no_plots)
+    paths = write_outputs(args.output, analysis, records, plots=not args.no_plots)
     if counted or judged:
         console.print(f"counted tokens of {counted} and judged {judged} responses that lacked them")
     for bench, groups in analysis["by_benchmark"].items():

@@ -1,12 +1,12 @@
-"""`python -m evals.compare RUN_DIR... [--out DIR]`: several runs side by side (Markdown and CSV).
+"""`tops-compare RUN_DIR... -o DIR` (`python -m evals.compare`): several runs side by side.
 
 Rows are runs x efforts; columns are each benchmark's accuracy (%, ± std only with two or more samples
 per problem), mean tokens, problems covered and samples per problem. Then the same figures in the paper's
 layout, with published figures beside ours when `--reference FILE` names them (see `evals.reference`), and
 accuracy and tokens by difficulty level for benchmarks with levels. Runs that cover different problems are
 named with a warning; ``--common-problems`` recomputes every figure on the problems all runs cover
-(`evals.comparison`). With ``--out``, also ``accuracy_vs_tokens.png``: the paper's Figure 1 view, one
-point per run (and effort) per benchmark.
+(`evals.comparison`). The Markdown is printed and written to ``compare.md``, with ``compare.csv`` and
+``accuracy_vs_tokens.png`` (the paper's Figure 1 view, one point per run and effort per benchmark) beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from evals.layout import CompareFiles, summary_file
 from evals.plots import runs_accuracy_vs_tokens
 from evals.reference import load_reference
 from evals.report import compare_csv, compare_levels_markdown, compare_markdown, display_name, paper_markdown
+from tops_plugin.cli.args import add_renamed, command_parser
 from tops_plugin.jsonl import atomic_writer
 
 
@@ -30,7 +31,7 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict]]:
     for text in paths:
         summary_path = summary_file(text)
         if not summary_path.is_file():
-            raise FileNotFoundError(f"{summary_path}: no run summary (run `python -m evals.run ... --out {text}` first)")
+            raise FileNotFoundError(f"{summary_path}: no run summary (run `tops-eval ... -o {text}` first)")
         try:
             summary = json.loads(summary_path.read_text())
         except ValueError as exc:
@@ -41,14 +42,24 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict]]:
     return runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="evals.run output directories")
-    parser.add_argument("--out", default=None, help="write compare.md, compare.csv and accuracy_vs_tokens.png here")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "tops-compare",
+        "Several evaluation runs side by side: prints the comparison as Markdown and writes compare.md, "
+        "compare.csv and accuracy_vs_tokens.png to the output directory.",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="tops-eval output directories")
+    add_renamed(parser, "-o", "--output", old="--out", required=True, metavar="DIR",
+                help="directory to write compare.md, compare.csv and accuracy_vs_tokens.png to")
     parser.add_argument("--reference", default=None, metavar="FILE",
                         help="published figures (YAML/JSON, see evals.reference) shown beside ours, labelled")
     parser.add_argument("--common-problems", action="store_true",
                         help="recompute every figure on the problems all runs cover (from their samples.jsonl)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.runs)
@@ -75,18 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     levels = compare_levels_markdown(runs)
     if levels:
         markdown += "\n" + levels
-    if args.out:
-        files = CompareFiles(args.out)
-        with atomic_writer(files.markdown, "w") as handle:
-            handle.write(markdown)
-        with atomic_writer(files.csv, "w") as handle:
-            handle.write(compare_csv(runs))
-        title = "accuracy vs mean response tokens, per run"
-        if differences and args.common_problems:
-            title += " (common problems: " + ", ".join(f"{display_name(d.benchmark)} {d.common}"
-                                                     for d in differences) + ")"
-        plot = runs_accuracy_vs_tokens(runs, files.accuracy_vs_tokens_plot, title)
-        print(f"wrote {files.markdown}, {files.csv}" + (f" and {plot}" if plot else ""), file=sys.stderr)
+    files = CompareFiles(args.output)
+    with atomic_writer(files.markdown, "w") as handle:
+        handle.write(markdown)
+    with atomic_writer(files.csv, "w") as handle:
+        handle.write(compare_csv(runs))
+    title = "accuracy vs mean response tokens, per run"
+    if differences and args.common_problems:
+        title += " (common problems: " + ", ".join(f"{display_name(d.benchmark)} {d.common}"
+                                                 for d in differences) + ")"
+    plot = runs_accuracy_vs_tokens(runs, files.accuracy_vs_tokens_plot, title)
+    print(f"wrote {files.markdown}, {files.csv}" + (f" and {plot}" if plot else ""), file=sys.stderr)
     print(markdown, end="")
     return 0
 

@@ -66,7 +66,7 @@ def check_identity(files: RunFiles, identity: dict) -> dict:
     try:
         recorded = json.loads(path.read_text())
     except ValueError as exc:
-        raise ConfigMismatch(f"{path}: unreadable ({exc}); remove it or use another --out") from exc
+        raise ConfigMismatch(f"{path}: unreadable ({exc}); remove it or use another -o/--output") from exc
     for key, value in identity.items():
         if key in ("prompts", "data"):
             old = recorded.get(key) or {}
@@ -75,12 +75,12 @@ def check_identity(files: RunFiles, identity: dict) -> dict:
                     what = "prompt text for effort" if key == "prompts" else "data file of benchmark"
                     raise ConfigMismatch(
                         f"{files.root}: the {what} {name!r} differs from the one its samples were made with "
-                        f"({key}.{name}: {old[name][:12]} on disk, {digest[:12]} now); use another --out"
+                        f"({key}.{name}: {old[name][:12]} on disk, {digest[:12]} now); use another -o/--output"
                     )
         elif key in recorded and recorded[key] != value:
             raise ConfigMismatch(
                 f"{files.root}: holds samples made with {key}={recorded[key]!r}, but this run asks for "
-                f"{key}={value!r}; rerun with the same setting or use another --out"
+                f"{key}={value!r}; rerun with the same setting or use another -o/--output"
             )
     merged = dict(recorded)
     for key, value in identity.items():

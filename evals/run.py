@@ -1,13 +1,13 @@
-"""`python -m evals.run`: evaluate a model (or score responses made elsewhere) on GSM8K, MATH500, AIME2024.
+"""`tops-eval` (`python -m evals.run`): evaluate a model (or score responses made elsewhere) on GSM8K,
+MATH500, AIME2024.
 
 Parses the command line, shows progress, and delegates to `evals.harness.run_eval`. Rerunning the same
-command in the same --out directory finishes an interrupted run.
+command with the same -o/--output directory finishes an interrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,69 +18,72 @@ from evals.config import TOKEN_COUNTS, EvalConfig
 from evals.harness import ConfigMismatch, run_eval
 from evals.layout import RunFiles
 from evals.report import coverage_warnings
-from tops_plugin.cli.args import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+from tops_plugin.cli.args import (
+    add_renamed,
+    command_parser,
+    efforts,
+    fraction,
+    key_value,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.cli.progress import ProgressDisplay
-from tops_plugin.prompts import DEFAULT_EFFORT
-
-
-def _value(text: str):
-    """A --backend-option value: JSON when it parses (numbers, true/false, lists), else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), _value(value)
-
-
-def _efforts(text: str) -> tuple[str | None, ...]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    return tuple(None if name in (DEFAULT_EFFORT, "none") else name for name in names)
+from tops_plugin.prompts import EFFORTS
+from tops_plugin.verifier import DEFAULT_TIMEOUT_S
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m evals.run",
-        description="Accuracy and response tokens (Qwen2.5 tokenizer) on math benchmarks; resumable.",
+    parser = command_parser(
+        "tops-eval",
+        "Accuracy and response tokens (Qwen2.5 tokenizer) on math benchmarks: GSM8K, MATH500, AIME2024 or "
+        "your own problem files.\n\nGenerates with a model (--backend vllm|hf|openai) or scores responses made "
+        "elsewhere (--backend responses --responses FILE). Rerunning the same command with the same output "
+        "directory finishes an interrupted run.",
     )
-    parser.add_argument("--model", help="model path, hub id, alias (smollm2-135m) or API model; a label in responses mode")
-    parser.add_argument("--backend", choices=("vllm", "hf", "openai", "responses"), default="hf")
-    parser.add_argument(
-        "--benchmarks", default="gsm8k,math500,aime2024",
-        help=f"comma-separated: {', '.join(BENCHMARKS)} or paths to JSONL problem files",
-    )
-    parser.add_argument("--n-samples", type=positive_int, default=None, help="samples per problem; sample i uses seed S+i (default 1)")
-    parser.add_argument("--temperature", type=nonnegative_float, default=None, help="default 1.0 (the paper's protocol)")
-    parser.add_argument("--top-p", type=fraction, default=1.0)
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed S of sample 0")
-    parser.add_argument("--max-tokens", type=positive_int, default=16384, help="max new tokens per response")
-    parser.add_argument(
-        "--effort", type=_efforts, default=None,
-        help="effort system prompt(s), comma-separated: low, medium, high, default (none). "
-        "Responses mode: keep only these efforts",
-    )
-    parser.add_argument("--limit", type=positive_int, default=None, help="first N problems of each benchmark")
-    parser.add_argument("--data-dir", default=None, help="directory with local copies (gsm8k_test.jsonl, math500.jsonl, aime2024.jsonl)")
-    parser.add_argument("--responses", default=None, help="JSONL of responses to score (with --backend responses)")
-    parser.add_argument("--out", required=True, help="run directory (reused to resume)")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer for counting (default: offline Qwen2.5)")
+    parser.add_argument("--model",
+                        help="model path, hub id, alias (smollm2-135m) or API model; a label in responses mode")
+    parser.add_argument("--backend", choices=("vllm", "hf", "openai", "responses"), default="hf",
+                        help="what generates; responses: score the --responses file")
+    parser.add_argument("--benchmarks", default="gsm8k,math500,aime2024", metavar="LIST",
+                        help=f"comma-separated: {', '.join(BENCHMARKS)} or paths to JSONL problem files")
+    parser.add_argument("--n-samples", type=positive_int, default=None, metavar="N",
+                        help="samples per problem; sample i uses seed S+i (default: 1)")
+    parser.add_argument("--temperature", type=nonnegative_float, default=None, metavar="T",
+                        help="sampling temperature (default: 1.0, the paper's protocol)")
+    parser.add_argument("--top-p", type=fraction, default=1.0, metavar="P", help="nucleus sampling mass")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, metavar="S", help="seed of sample 0")
+    parser.add_argument("--max-tokens", type=positive_int, default=16384, metavar="N",
+                        help="max new tokens per response")
+    add_renamed(parser, "--efforts", old="--effort", type=efforts, default=None, metavar="LIST",
+                help=f"effort prompts, comma-separated: {', '.join(EFFORTS)}, none (no effort prompt; the "
+                "default). Responses mode: keep only these efforts (default: all)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="first N problems of each benchmark")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="directory with local copies (gsm8k_test.jsonl, math500.jsonl, aime2024.jsonl)")
+    parser.add_argument("--responses", default=None, metavar="FILE",
+                        help="JSONL of responses to score (with --backend responses)")
+    add_renamed(parser, "-o", "--output", old="--out", required=True, metavar="DIR",
+                help="run directory: samples.jsonl, summary.json, report.md, plots (reused to resume)")
+    parser.add_argument("--tokenizer", default=None, metavar="PATH",
+                        help="tokenizer for counting (default: offline Qwen2.5)")
     parser.add_argument(
         "--count-tokens", choices=TOKEN_COUNTS, default="response",
-        help="what `tokens` counts: the whole response (default) or only the thought part of "
-        "thought-and-summary models (Sky-T1 / STILL-2), as the paper counts them",
+        help="what `tokens` counts: the whole response or only the thought part of thought-and-summary models "
+        "(Sky-T1 / STILL-2), as the paper counts them",
     )
-    parser.add_argument("--workers", type=positive_int, default=None, help="checker processes (default: CPU count)")
-    parser.add_argument("--timeout", type=positive_float, default=5.0, help="checker deadline per response, seconds")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="verifier worker processes (default: one per core)")
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SEC",
+                        help="deadline per response, seconds")
     parser.add_argument("--greedy", action="store_true", help="temperature 0, one sample per problem")
     parser.add_argument(
-        "--backend-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-        help="passed to the backend (e.g. batch_size=8, tensor_parallel_size=4, base_url=...); repeatable",
+        "--backend-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="passed to the backend, value read as YAML (e.g. batch_size=8, tensor_parallel_size=4, "
+        "base_url=...); repeatable",
     )
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
     return parser
@@ -102,13 +105,13 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         model=model,
         backend=args.backend,
         benchmarks=tuple(name.strip() for name in args.benchmarks.split(",") if name.strip()),
-        out=args.out,
+        out=args.output,
         n_samples=1 if n_samples is None else n_samples,
         temperature=1.0 if temperature is None else temperature,
         top_p=args.top_p,
         seed=args.seed,
         max_tokens=args.max_tokens,
-        efforts=args.effort,
+        efforts=args.efforts,
         limit=args.limit,
         data_dir=args.data_dir,
         responses=args.responses,
@@ -124,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 #: Rows of a --responses file that are counted but not scored, and why.
 _SKIPPED = {
     "other_benchmark": "their problems belong to benchmarks not asked for (--benchmarks)",
-    "other_effort": "efforts not asked for (--effort)",
+    "other_effort": "efforts not asked for (--efforts)",
     "beyond_limit": "problems beyond --limit",
     "duplicates": "the same (benchmark, id, effort, sample) again",
 }

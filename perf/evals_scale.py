@@ -84,7 +84,7 @@ def harness_run(path: Path, out: Path, workers: int) -> tuple[float, float, floa
     command = [
         sys.executable, "-m", "evals.run", "--backend", "responses", "--responses", str(path),
         "--benchmarks", ",".join(BENCHES), "--data-dir", str(SHARED / "data"), "--workers", str(workers),
-        "--out", str(out), "--quiet",
+        "-o", str(out), "--quiet",
     ]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -197,11 +197,11 @@ def eval_command(ev: Eval, run: EvalRun, *, model: str, out_dir: Path, data_dir:
         "temperature": None if run.greedy else ev.temperature,
         "seed": ev.seed,
         "max-tokens": ev.max_tokens,
-        "effort": ",".join(run.efforts) or None,
+        "efforts": ",".join(run.efforts) or None,
         "count-tokens": None if run.count == "response" else run.count,
         "limit": ev.limit,
         "data-dir": data_dir,
-        "out": out_dir,
+        "output": out_dir,
     }
     options = [arg for key, value in ev.options.items() for arg in ("--backend-option", f"{key}={value}")]
     return [python, "-m", "evals.run"] + flags(values) + options
@@ -210,7 +210,7 @@ def eval_command(ev: Eval, run: EvalRun, *, model: str, out_dir: Path, data_dir:
 def compare_command(run_dirs: Sequence[Path], *, out_dir: Path, reference: Path | None = None,
                     python: str = sys.executable) -> list[str]:
     """`python -m evals.compare` over the eval stage's runs, with published figures beside ours."""
-    return [python, "-m", "evals.compare", *map(str, run_dirs), "--out", str(out_dir)] + (
+    return [python, "-m", "evals.compare", *map(str, run_dirs), "--output", str(out_dir)] + (
         ["--reference", str(reference)] if reference is not None else [])
 
 

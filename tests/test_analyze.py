@@ -153,12 +153,12 @@ def test_bad_rows_are_named_by_file_and_line(tmp_path):
     path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"id": "x", "answer": "1"}) + "\n")
     with pytest.raises(JsonlError, match=r"samples.jsonl:2: missing key\(s\) 'response'"):
         load_samples(tmp_path)
-    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    assert main([str(path), "-o", str(tmp_path / "out")]) == 2
     path.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps(dict(ROWS[1], tokens="300")) + "\n")
     with pytest.raises(JsonlError, match=r"samples.jsonl:3: 'tokens' is not a non-negative integer: '300'"):
         load_samples(path)
     write_jsonl(path, ROWS)
-    assert main([str(path), "--out", str(tmp_path / "out"), "--judge", "openai"]) == 2  # no --judge-model
+    assert main([str(path), "-o", str(tmp_path / "out"), "--judge", "openai"]) == 2  # no --judge-model
     assert not (tmp_path / "out" / "analysis.json").exists()
 
 
@@ -166,7 +166,7 @@ def test_cli_writes_analysis_report_and_plots(tmp_path):
     run = tmp_path / "run"
     write_jsonl(run / "samples.jsonl", ROWS)
     out = tmp_path / "analysis"
-    assert main([str(run), "--out", str(out), "--bins", "2", "--workers", "1"]) == 0
+    assert main([str(run), "-o", str(out), "--bins", "2", "--workers", "1"]) == 0
     analysis = json.loads((out / "analysis.json").read_text())
     cell = analysis["by_effort"]["high"]
     assert {"responses", "rounds_mean", "erroneous_rounds_mean", "erroneous_ratio"} <= set(cell)
@@ -189,7 +189,7 @@ def test_cli_equation_modes(tmp_path):
     path = tmp_path / "samples.jsonl"
     write_jsonl(path, ROWS)
     out = tmp_path / "none"
-    assert main([str(path), "--out", str(out), "--equations", "none", "--no-plots", "--workers", "1"]) == 0
+    assert main([str(path), "-o", str(out), "--equations", "none", "--no-plots", "--workers", "1"]) == 0
     records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     # Only boxed and phrased answers end rounds: C's think block and E's and F's equations no longer do
     # (C falls back to its boxed summary).

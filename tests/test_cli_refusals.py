@@ -76,11 +76,11 @@ def test_evals_and_recipes_commands_validate_numbers_too(tmp_path, capsys) -> No
     from evals import analyze, run
     from recipes import tops
 
-    err = refused(run.main, ["--model", "m", "--out", str(tmp_path / "o"), "--timeout", "nan"], capsys)
+    err = refused(run.main, ["--model", "m", "-o", str(tmp_path / "o"), "--timeout", "nan"], capsys)
     assert "--timeout" in err
-    err = refused(run.main, ["--model", "m", "--out", str(tmp_path / "o"), "--top-p", "1.5"], capsys)
+    err = refused(run.main, ["--model", "m", "-o", str(tmp_path / "o"), "--top-p", "1.5"], capsys)
     assert "--top-p" in err
-    err = refused(analyze.main, [str(tmp_path), "--out", str(tmp_path / "a"), "--bins", "0"], capsys)
+    err = refused(analyze.main, [str(tmp_path), "-o", str(tmp_path / "a"), "--bins", "0"], capsys)
     assert "--bins" in err
     err = refused(tops.main, ["--config", str(tmp_path)], capsys)
     assert "--config" in err and "is a directory" in err

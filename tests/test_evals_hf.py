@@ -25,7 +25,7 @@ def test_hf_run_writes_all_outputs_and_resumes(needs_embedded_model, shared_data
     argv = [
         "--model", "smollm2-135m", "--backend", "hf", "--benchmarks", "gsm8k", "--limit", "3",
         "--max-tokens", "8", "--data-dir", str(shared_data_dir), "--workers", "1",
-        "--backend-option", "batch_size=3", "--out", str(out),
+        "--backend-option", "batch_size=3", "-o", str(out),
     ]
     assert run.main(argv) == 0
     report = capsys.readouterr().out

@@ -78,7 +78,7 @@ def test_reference_rows_sit_under_our_runs_and_levels_are_compared(toy, tmp_path
         {"model": "Sky-Paper", "run": "sky", "toy": {"accuracy": 77.5, "tokens": 1234}},
         {"model": "Other", "toy": {"accuracy": 10.0}},
     ]}))
-    assert compare.main([str(tmp_path / "sky"), "--reference", str(reference), "--out", str(tmp_path / "cmp")]) == 0
+    assert compare.main([str(tmp_path / "sky"), "--reference", str(reference), "-o", str(tmp_path / "cmp")]) == 0
     text = (tmp_path / "cmp" / "compare.md").read_text()
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     # a thought-only count is marked, as the paper marks it, since #Tokens is then not the whole response
@@ -90,7 +90,7 @@ def test_reference_rows_sit_under_our_runs_and_levels_are_compared(toy, tmp_path
     assert "## toy by level" in text and "| sky | 100.00 | 6 | 0.00 | 3 |" in text  # Leasy Acc, tokens, Lhard…
 
     reference.write_text(yaml.safe_dump({"source": "x", "rows": [{"model": "M", "toy": {"accuracy": 120}}]}))
-    assert compare.main([str(tmp_path / "sky"), "--reference", str(reference)]) == 2
+    assert compare.main([str(tmp_path / "sky"), "--reference", str(reference), "-o", str(tmp_path / "cmp2")]) == 2
     assert "rows[0].toy.accuracy: must be in [0, 100]" in capsys.readouterr().err
 
 

@@ -241,23 +241,23 @@ def test_changed_setting_is_refused_naming_the_key(toy, canned, monkeypatch):
 def test_cli_greedy_options_and_errors(toy, canned, capsys):
     out = toy["dir"] / "cli"
     argv = ["--model", "m", "--backend", "hf", "--benchmarks", toy["bench"], "--greedy", "--max-tokens", "16",
-            "--workers", "1", "--backend-option", "batch_size=4", "--backend-option", "device=cpu", "--out", str(out)]
+            "--workers", "1", "--backend-option", "batch_size=4", "--backend-option", "device=cpu", "-o", str(out)]
     assert run.main(argv) == 0
     assert "| m |" in capsys.readouterr().out
     config = json.loads((out / "summary.json").read_text())["config"]
     assert config["temperature"] == 0.0 and config["n_samples"] == 1 and config["greedy"] is True
     assert config["backend_options"] == {"batch_size": 4, "device": "cpu"}
     assert {seed for *_, seed in canned.calls} == {0}
-    assert run.main(argv[:-2] + ["--n-samples", "4", "--out", str(out)]) == 2
+    assert run.main(argv[:-2] + ["--n-samples", "4", "-o", str(out)]) == 2
     assert "--greedy" in capsys.readouterr().err
-    assert run.main(["--backend", "hf", "--benchmarks", toy["bench"], "--out", str(out)]) == 2
+    assert run.main(["--backend", "hf", "--benchmarks", toy["bench"], "-o", str(out)]) == 2
     assert "--model is required" in capsys.readouterr().err
 
 
 def test_compare_tables(toy, tmp_path, capsys):
     run_eval(responses_config(toy, tmp_path / "a"))
     run_eval(responses_config(toy, tmp_path / "b", efforts=(None,), model="other"))
-    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "cmp")]) == 0
     markdown = (tmp_path / "cmp" / "compare.md").read_text()
     captured = capsys.readouterr()
     assert captured.out == markdown
@@ -278,17 +278,17 @@ def test_compare_tables(toy, tmp_path, capsys):
     assert (tmp_path / "cmp" / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
 
     # On the problems all cells cover (p1 only): recomputed from the samples.
-    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems"]) == 0
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems", "-o", str(tmp_path / "common")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "> Figures recomputed on the problems every run covers: toy 1."
     assert "| a | toy-model | default | 50.00 ± 50.00 | 3 | 1 | 2 |" in lines  # p1: right (4 words), wrong (2)
     assert "| a | toy-model | low | 100.00 | 1 | 1 | 1 |" in lines
-    assert compare.main([str(tmp_path / "missing")]) == 2
+    assert compare.main([str(tmp_path / "missing"), "-o", str(tmp_path / "cmp")]) == 2
     # A summary that does not list its problems cannot be restricted: said, not guessed.
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     del summary["results"]["toy"]["default"]["problem_ids"]
     (tmp_path / "b" / "summary.json").write_text(json.dumps(summary))
-    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems"]) == 2
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems", "-o", str(tmp_path / "common")]) == 2
     assert "the summary of b does not list its problems" in capsys.readouterr().err
 
 
@@ -309,7 +309,7 @@ def test_api_usage_gives_the_o1_estimate_in_summary_and_report(toy):
 
 def test_cli_warns_loudly_about_missing_problems(toy, capsys):
     argv = ["--backend", "responses", "--responses", toy["responses"], "--benchmarks", toy["bench"],
-            "--tokenizer", toy["tokenizer"], "--workers", "1", "--out", str(toy["dir"] / "cli"), "--quiet"]
+            "--tokenizer", toy["tokenizer"], "--workers", "1", "-o", str(toy["dir"] / "cli"), "--quiet"]
     assert run.main(argv) == 0
     err = capsys.readouterr().err
     assert "warning: toy (default): 1 of 4 problems have no response; its figures cover only the 3 that do" in err
@@ -335,7 +335,7 @@ def test_a_missing_data_dir_is_named_at_once_and_nothing_is_left(toy, data_dir, 
     monkeypatch.setattr(benchmarks, "_load_hub", no_hub)
     out = tmp_path / "run"
     argv = ["--backend", "responses", "--responses", toy["responses"], "--benchmarks", "math500",
-            "--tokenizer", toy["tokenizer"], "--workers", "1", "--out", str(out), "--quiet"]
+            "--tokenizer", toy["tokenizer"], "--workers", "1", "-o", str(out), "--quiet"]
     assert run.main(argv + ["--data-dir", str(tmp_path / "dat")]) == 2
     assert f"data directory '{tmp_path / 'dat'}' does not exist (--data-dir)" in capsys.readouterr().err
     assert not out.exists()
@@ -356,7 +356,7 @@ def test_responses_of_benchmarks_not_asked_for_are_skipped_and_counted(toy, data
     ]
     responses = write_jsonl(tmp_path / "mixed.jsonl", rows)
     argv = ["--backend", "responses", "--responses", str(responses), "--benchmarks", "math500", "--data-dir",
-            str(data_dir), "--tokenizer", toy["tokenizer"], "--workers", "1", "--out", str(tmp_path / "run"), "--quiet"]
+            str(data_dir), "--tokenizer", toy["tokenizer"], "--workers", "1", "-o", str(tmp_path / "run"), "--quiet"]
     assert run.main(argv) == 0
     assert "note: skipped 2 rows of" in capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -161,5 +161,5 @@ def test_eval_commands_parse_with_evals_run(config, tmp_path):
         args = build_parser().parse_args(list(command[3:]))
         assert args.backend == recipe.eval.backend and args.greedy == run.greedy
         assert args.n_samples == (None if run.greedy else recipe.eval.n_samples)
-        assert args.max_tokens == recipe.eval.max_tokens and args.out == str(tmp_path / "eval" / run.name)
+        assert args.max_tokens == recipe.eval.max_tokens and args.output == str(tmp_path / "eval" / run.name)
     assert list(comparison[1:3]) == ["-m", "evals.compare"]

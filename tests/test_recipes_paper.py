@@ -31,16 +31,16 @@ def test_eval_stage_runs_tables_2_and_3_then_compares(tmp_path):
     recipe = load_config(PAPER, {"run_dir": str(tmp_path)})
     (plan,) = plan_all(recipe, ["eval"])
     *runs, comparison = plan.commands
-    by_out = {Path(_eval_args(c)["out"]).name: _eval_args(c) for c in runs}
+    by_out = {Path(_eval_args(c)["output"]).name: _eval_args(c) for c in runs}
     tag = by_out["tag"]
-    assert tag["model"] == str(tmp_path / "models" / "tag") and tag["effort"] == ("low", "medium", "high")
+    assert tag["model"] == str(tmp_path / "models" / "tag") and tag["efforts"] == ("low", "medium", "high")
     greedy, sampled = by_out["base-greedy"], by_out["base"]
     assert greedy["model"] == sampled["model"] == "Qwen/Qwen2.5-32B-Instruct"
     assert greedy["greedy"] and greedy["n_samples"] is None and greedy["temperature"] is None
     for name in ("base", "teacher", "tops", "random", "iter-sft", "iter-dpo"):
         args = by_out[name]
         assert (args["n_samples"], args["temperature"], args["max_tokens"]) == (5, 1.0, 16384), name
-        assert not args["greedy"] and args["effort"] is None
+        assert not args["greedy"] and args["efforts"] is None
     assert comparison[1:3] == ("-m", "evals.compare")
     assert comparison[3:3 + len(runs)] == tuple(str(tmp_path / "eval" / n) for n in by_out)
     assert comparison[-2:] == ("--reference", str(tmp_path / "eval" / "reference.json"))
@@ -50,8 +50,8 @@ def test_eval_stage_runs_tables_2_and_3_then_compares(tmp_path):
 @pytest.mark.parametrize("config", ["qwen2.5-32b-tops.yaml", "llama3.1-8b-tops.yaml"])
 def test_both_paper_configs_evaluate_the_tag_model_per_effort_and_the_base_model_greedy(config, tmp_path):
     (plan,) = plan_all(load_config(CONFIGS / config, {"run_dir": str(tmp_path)}), ["eval"])
-    runs = {Path(args["out"]).name: args for args in map(_eval_args, plan.commands[:-1])}
-    assert runs["tag"]["effort"] == ("low", "medium", "high") and runs["base-greedy"]["greedy"]
+    runs = {Path(args["output"]).name: args for args in map(_eval_args, plan.commands[:-1])}
+    assert runs["tag"]["efforts"] == ("low", "medium", "high") and runs["base-greedy"]["greedy"]
     assert {"base", "tops", "random", "iter-sft", "iter-dpo"} <= set(runs)
 
 
@@ -110,8 +110,8 @@ def test_dry_run_lists_the_tag_model_efforts_base_greedy_and_comparison(tmp_path
     with contextlib.redirect_stdout(out):
         assert tops.main(["--config", str(PAPER), "--dry-run", "--stage", "eval", "--run-dir", str(tmp_path)]) == 0
     text, data = out.getvalue(), os.path.abspath("../shared/data")  # data.dir, as every stage reads it
-    assert f"--effort low,medium,high --data-dir {data} --out {tmp_path}/eval/tag" in text
-    assert f"--greedy --seed 0 --max-tokens 16384 --data-dir {data} --out {tmp_path}/eval/base-greedy" in text
+    assert f"--efforts low,medium,high --data-dir {data} --output {tmp_path}/eval/tag" in text
+    assert f"--greedy --seed 0 --max-tokens 16384 --data-dir {data} --output {tmp_path}/eval/base-greedy" in text
     assert f"-m evals.compare {tmp_path}/eval/tag {tmp_path}/eval/base-greedy" in text
 
 
