@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evals.layout import RunFiles
-from evals.metrics import summarize
-from evals.report import display_name
+from evals.metrics import metric_row, summarize
+from evals.report import cell_label, display_name
 from tops_plugin.jsonl import read_jsonl
-from tops_plugin.prompts import DEFAULT_EFFORT
+from tops_plugin.prompts import effort_label
 
 __all__ = ["ProblemSetDifference", "on_common_problems", "problem_set_differences"]
 
@@ -39,10 +39,6 @@ class ProblemSetDifference:
         return f"{display_name(self.benchmark)}: runs cover different problems ({cells}; {self.common} in common)"
 
 
-def _cell_name(label: str, effort: str) -> str:
-    return label if effort == DEFAULT_EFFORT else f"{label} ({effort})"
-
-
 def _problem_sets(runs: Sequence[Run]) -> dict[str, dict[str, frozenset[str]]]:
     """benchmark -> cell name -> problem ids, for cells whose summary lists them."""
     sets: dict[str, dict[str, frozenset[str]]] = defaultdict(dict)
@@ -50,7 +46,7 @@ def _problem_sets(runs: Sequence[Run]) -> dict[str, dict[str, frozenset[str]]]:
         for bench, per_effort in summary["results"].items():
             for effort, cell in per_effort.items():
                 if "problem_ids" in cell:
-                    sets[bench][_cell_name(label, effort)] = frozenset(cell["problem_ids"])
+                    sets[bench][cell_label(label, effort)] = frozenset(cell["problem_ids"])
     return sets
 
 
@@ -92,16 +88,12 @@ def on_common_problems(runs: Sequence[Run], run_dirs: Sequence[str | os.PathLike
         max_sample = None if config.get("backend") == "responses" else config.get("n_samples")
         groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for row in read_jsonl(path, require=("benchmark", "id")):
-            bench, effort = row["benchmark"], row.get("effort") or DEFAULT_EFFORT
+            bench, effort = row["benchmark"], effort_label(row.get("effort"))
             if str(row["id"]) not in common.get(bench, ()) or effort not in summary["results"].get(bench, {}):
                 continue
             if max_sample is not None and int(row.get("sample") or 0) >= max_sample:
                 continue
-            groups[bench][effort].append(
-                {"id": str(row["id"]), "sample": int(row.get("sample") or 0), "correct": bool(row.get("correct")),
-                 "verdict": row.get("verdict"), "tokens": int(row.get("tokens") or 0),
-                 "finish_reason": row.get("finish_reason"), "level": row.get("level"), "usage": row.get("usage")}
-            )
+            groups[bench][effort].append(metric_row(row))
         results = {
             bench: {effort: summarize(rows, n_problems_expected=len(common[bench])) for effort, rows in per.items()}
             for bench, per in groups.items() if common.get(bench)

@@ -21,7 +21,7 @@ from typing import Any
 from evals.benchmarks import BenchmarkData, load_benchmarks
 from evals.config import EvalConfig
 from evals.layout import RunFiles
-from evals.metrics import level_name, summarize, usage_tokens
+from evals.metrics import level_name, metric_row, summarize
 from evals.sources import Progress, SampleKey, SampleSource, sample_key, sample_source
 from tops_plugin.jsonl import append_jsonl, atomic_writer, dumps, read_jsonl, repair_tail
 from tops_plugin.prompts import effort_label, effort_sort_key
@@ -192,9 +192,6 @@ def _with_counted_text(rows: Iterable[dict], count: str) -> Iterator[dict]:
 
 # ------------------------------------------------------------------------------------------------- summary
 
-_COMPACT = ("id", "sample", "correct", "verdict", "tokens", "finish_reason", "truncated", "level")
-
-
 def collect(
     samples_path: Path, source: SampleSource, data: list[BenchmarkData]
 ) -> dict[str, dict[str, list[dict]]]:
@@ -209,14 +206,7 @@ def collect(
             continue
         if not source.in_scope(row):
             continue
-        compact = {key: row.get(key) for key in _COMPACT}
-        compact["id"] = str(compact["id"])
-        compact["sample"] = int(compact["sample"] or 0)
-        compact["tokens"] = int(compact["tokens"] or 0)
-        pair = usage_tokens(row.get("usage"))
-        if pair is not None:
-            compact["usage"] = {"completion_tokens": pair[0], "reasoning_tokens": pair[1]}
-        groups[bench][effort_label(row.get("effort"))].append(compact)
+        groups[bench][effort_label(row.get("effort"))].append(metric_row(row))
     return groups
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "default_ks",
     "level_name",
     "level_sort_key",
+    "metric_row",
     "mean_pass_at_k",
     "o1_estimate",
     "pass_at_k",
@@ -174,6 +175,23 @@ def by_level(rows: Iterable[Mapping], level_totals: Mapping[str, int] | None = N
         if level_totals is not None and level in level_totals:
             table[level]["n_problems_expected"] = int(level_totals[level])
     return table
+
+
+_METRIC_FIELDS = ("id", "sample", "correct", "verdict", "tokens", "finish_reason", "truncated", "level")
+
+
+def metric_row(row: Mapping) -> dict:
+    """A judged sample reduced to what these metrics read (a run holds many, responses are long); every
+    caller that summarizes samples.jsonl reduces its rows here, so a figure is the same wherever it is
+    computed."""
+    compact = {key: row.get(key) for key in _METRIC_FIELDS}
+    compact["id"] = str(compact["id"])
+    compact["sample"] = int(compact["sample"] or 0)
+    compact["tokens"] = int(compact["tokens"] or 0)
+    pair = usage_tokens(row.get("usage"))
+    if pair is not None:
+        compact["usage"] = {"completion_tokens": pair[0], "reasoning_tokens": pair[1]}
+    return compact
 
 
 def usage_tokens(usage: Mapping | None) -> tuple[int, int] | None:

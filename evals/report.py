@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from evals.metrics import level_sort_key
+from tops_plugin.prompts import DEFAULT_EFFORT
 
 __all__ = [
     "accuracy_text",
     "analysis_markdown",
+    "cell_label",
     "compare_csv",
     "compare_levels_markdown",
     "compare_markdown",
@@ -101,8 +103,10 @@ def coverage_warnings(summary: dict) -> list[str]:
     return warnings
 
 
-def _row_label(model: str, effort: str) -> str:
-    return model if effort == "default" else f"{model} ({effort})"
+def cell_label(name: str, effort: str) -> str:
+    """A run's (or model's) row under one effort: the name alone for the default prompt, else
+    ``name (effort)``."""
+    return name if effort == DEFAULT_EFFORT else f"{name} ({effort})"
 
 
 def _efforts(results: dict) -> list[str]:
@@ -165,7 +169,7 @@ def render_report(summary: dict) -> str:
     header = ["Model"] + [f"{display_name(b)} {part}" for b in benches for part in ("Acc", "#Tokens")]
     rows = []
     for effort in _efforts(results):
-        row = [_row_label(model, effort)]
+        row = [cell_label(model, effort)]
         for bench in benches:
             cell = results[bench].get(effort)
             row += ["-", "-"] if cell is None else [accuracy_text(cell), num(cell.get("tokens_mean"))]
@@ -195,7 +199,7 @@ def render_report(summary: dict) -> str:
     lines += markdown_table(header, rows)
 
     for bench in benches:
-        table = level_table([(_row_label(model, effort), cell) for effort, cell in results[bench].items()])
+        table = level_table([(cell_label(model, effort), cell) for effort, cell in results[bench].items()])
         if table:
             lines += ["", f"## {display_name(bench)} by level", "", *table]
 
@@ -319,7 +323,7 @@ def compare_levels_markdown(runs: Sequence[tuple[str, dict]]) -> str:
         benches += [b for b in summary["results"] if b not in benches]
     lines: list[str] = []
     for bench in benches:
-        rows = [(_row_label(label, effort), cell) for label, summary in runs
+        rows = [(cell_label(label, effort), cell) for label, summary in runs
                 for effort, cell in summary["results"].get(bench, {}).items()]
         table = level_table(rows)
         if table:
@@ -347,7 +351,7 @@ def paper_markdown(runs: Sequence[tuple[str, dict]], reference=None) -> str:
 
     thought_only = {label for label, summary in runs if summary.get("config", {}).get("count_tokens") == "thought"}
     for row in rows:
-        cells = [_row_label(row["run"], row["effort"]) + (" †" if row["run"] in thought_only else ""), "ours"]
+        cells = [cell_label(row["run"], row["effort"]) + (" †" if row["run"] in thought_only else ""), "ours"]
         for bench in benches:
             acc = row.get(f"{bench}_acc")
             if acc is None:

@@ -10,6 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 import tops_plugin.generation as generation
 from evals import compare, run
+from evals.comparison import on_common_problems
 from evals.config import EvalConfig
 from evals.harness import ConfigMismatch, run_eval
 from tops_plugin.jsonl import JsonlError, read_jsonl
@@ -290,6 +291,19 @@ def test_compare_tables(toy, tmp_path, capsys):
     (tmp_path / "b" / "summary.json").write_text(json.dumps(summary))
     assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems", "-o", str(tmp_path / "common")]) == 2
     assert "the summary of b does not list its problems" in capsys.readouterr().err
+
+
+def test_common_problems_recount_what_the_run_counted(toy, tmp_path):
+    # p1 was cut mid-thought (an unclosed <think>, no finish_reason): only its judged row says so.
+    rows = [{"id": "p1", "response": "<think>so it is \\boxed{2} or"}, {"id": "p2", "response": "\\boxed{5}"}]
+    responses = write_jsonl(tmp_path / "cut.jsonl", rows)
+    run_eval(responses_config(toy, tmp_path / "a", responses=str(responses)))
+    runs = compare.load_runs([str(tmp_path / "a")])
+    [(_, restricted)] = on_common_problems(runs, [tmp_path / "a"])
+    cell, again = runs[0][1]["results"]["toy"]["default"], restricted["results"]["toy"]["default"]
+    assert cell["truncated"] == 1 and cell["truncated_correct"] == 1
+    for key in ("truncated", "truncated_correct", "verdicts", "accuracy_mean", "tokens_mean"):
+        assert again[key] == cell[key], key
 
 
 def test_api_usage_gives_the_o1_estimate_in_summary_and_report(toy):
