@@ -17,6 +17,7 @@ from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.config import TOKEN_COUNTS, EvalConfig
 from evals.harness import ConfigMismatch, run_eval
 from evals.layout import RunFiles
+from evals.sources import FileSamples
 from evals.report import coverage_warnings
 from tops_plugin.cli.args import (
     add_renamed,
@@ -124,15 +125,6 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
-#: Rows of a --responses file that are counted but not scored, and why.
-_SKIPPED = {
-    "other_benchmark": "their problems belong to benchmarks not asked for (--benchmarks)",
-    "other_effort": "efforts not asked for (--efforts)",
-    "beyond_limit": "problems beyond --limit",
-    "duplicates": "the same (benchmark, id, effort, sample) again",
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = Console(stderr=True)
@@ -154,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(files.report.read_text())
     skipped = result.summary.get("run", {}).get("responses_file", {})
-    for key, what in _SKIPPED.items():
+    for key, what in FileSamples.SKIPPED.items():
         if skipped.get(key):
             err.print(f"note: skipped {skipped[key]} rows of {config.responses}: {what}", markup=False,
                       highlight=False, soft_wrap=True)

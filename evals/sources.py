@@ -164,6 +164,14 @@ class FileSamples:
 
     recount = True  # their `tokens`, if any, may come from another tokenizer
 
+    #: Rows that `rows` counts in its `stats` but does not score, and why.
+    SKIPPED = {
+        "other_benchmark": "their problems belong to benchmarks not asked for (--benchmarks)",
+        "other_effort": "efforts not asked for (--efforts)",
+        "beyond_limit": "problems beyond --limit",
+        "duplicates": "the same (benchmark, id, effort, sample) again",
+    }
+
     def __init__(self, config: EvalConfig, data: list[BenchmarkData]) -> None:
         self.config, self.data, self.path = config, data, config.responses
         self.efforts = None if config.efforts is None else set(config.efforts)
