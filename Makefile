@@ -30,8 +30,8 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 # SFT/DPO, evaluation) on generated arithmetic problems and a GSM8K slice; ends with the comparison table.
 # One thread per process: on a busy 2-core machine that is several times faster than two.
 demo: install
-	$(PY) -m recipes.demo_problems $(DEMO_OUT)/data --gsm8k $(DATA)/gsm8k_test.jsonl --gsm8k-limit 4
-	OMP_NUM_THREADS=1 $(PY) -m recipes.tops --config recipes/configs/demo-cpu.yaml --run-dir $(DEMO_OUT)/pipeline \
+	$(PY) -m recipes.demo_problems -o $(DEMO_OUT)/data --gsm8k $(DATA)/gsm8k_test.jsonl --gsm8k-limit 4
+	OMP_NUM_THREADS=1 $(PY) -m recipes.tops --config recipes/configs/demo-cpu.yaml -o $(DEMO_OUT)/pipeline \
 		--set data.dir=$(DEMO_OUT)/data --set "eval.benchmarks=[$(DEMO_OUT)/data/test.jsonl,gsm8k]"
 	@cat $(DEMO_OUT)/pipeline/eval/compare/compare.md
 	@printf "\nOutputs: $(DEMO_OUT)/pipeline (manifest.json with each stage's time, logs/, models/, eval/compare/)\n"

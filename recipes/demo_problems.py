@@ -13,8 +13,8 @@ from its recorded steps, short under the low effort prompt, step by step under m
 and checked again under high. It plays QwQ-32B-Preview's part in seed generation only; every later
 response comes from the real model trained on these seeds.
 
-    python -m recipes.demo_problems runs/demo/data        # seed.jsonl, effort.jsonl, iter.jsonl, test.jsonl
-    python -m recipes.demo_problems runs/demo/data --gsm8k ../shared/data/gsm8k_test.jsonl --gsm8k-limit 8
+    tops-demo-problems -o runs/demo/data        # seed.jsonl, effort.jsonl, iter.jsonl, test.jsonl
+    tops-demo-problems -o runs/demo/data --gsm8k ../shared/data/gsm8k_test.jsonl --gsm8k-limit 8
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tops_plugin.generation.base import GenerationRequest
+from tops_plugin.cli.args import command_parser, positive_int
 from tops_plugin.jsonl import read_jsonl, write_jsonl
 
 __all__ = ["ROLES", "SolverBackend", "make_problem", "make_problems", "worked_solution", "write_problem_sets"]
@@ -172,27 +173,34 @@ class SolverBackend:
 DEFAULT_SIZES = {"seed": 4, "effort": 4, "iter": 3, "test": 4}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recipes.demo_problems", description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", help="directory for seed.jsonl, effort.jsonl, iter.jsonl, test.jsonl")
-    parser.add_argument("--levels", type=int, default=4, help="hardest level (operations per problem)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser("tops-demo-problems", __doc__.split("\n\n")[0])
+    output = parser.add_mutually_exclusive_group(required=True)
+    output.add_argument("-o", "--output", metavar="DIR",
+                        help="directory for seed.jsonl, effort.jsonl, iter.jsonl, test.jsonl")
+    output.add_argument("output", nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # former spelling
+    parser.add_argument("--levels", type=positive_int, default=4, metavar="N",
+                        help="hardest level (operations per problem)")
     for role, size in DEFAULT_SIZES.items():
-        parser.add_argument(f"--{role}", type=int, default=size, metavar="N", help=f"{role} problems per level")
+        parser.add_argument(f"--{role}", type=positive_int, default=size, metavar="N", help=f"{role} problems per level")
     parser.add_argument("--gsm8k", metavar="FILE", help="also copy the first --gsm8k-limit rows of this GSM8K "
-                        "test file to OUT_DIR/gsm8k_test.jsonl (the evaluation's GSM8K slice)")
-    parser.add_argument("--gsm8k-limit", type=int, default=8, metavar="N")
+                        "test file to DIR/gsm8k_test.jsonl (the evaluation's GSM8K slice)")
+    parser.add_argument("--gsm8k-limit", type=positive_int, default=8, metavar="N", help="rows of --gsm8k to copy")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     sizes = {role: getattr(args, role) for role in DEFAULT_SIZES}
-    if args.levels < 1 or min(sizes.values()) < 1:
-        parser.error("--levels and the per-level sizes must be >= 1")
-    for role, path in write_problem_sets(args.out_dir, sizes, args.levels).items():
+    for role, path in write_problem_sets(args.output, sizes, args.levels).items():
         print(f"{role}: {sizes[role] * args.levels} problems -> {path}")
     if args.gsm8k:
         try:
             rows = list(itertools.islice(read_jsonl(args.gsm8k, require=("id", "problem", "answer")), args.gsm8k_limit))
         except (OSError, ValueError) as exc:
             parser.error(f"--gsm8k {args.gsm8k}: {exc}")
-        path = Path(args.out_dir) / "gsm8k_test.jsonl"
+        path = Path(args.output) / "gsm8k_test.jsonl"
         write_jsonl(path, rows)
         print(f"gsm8k: {len(rows)} problems -> {path}")
     return 0

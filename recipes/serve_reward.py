@@ -1,4 +1,4 @@
-"""`python -m recipes.serve_reward --port P --config reward.yaml -- COMMAND…`: run COMMAND beside a shared
+"""`tops-serve-reward --port P --config reward.yaml -- COMMAND…` (`python -m recipes.serve_reward`): run COMMAND beside a shared
 reward server, started before it and stopped after it.
 
 The RL stage uses it when `rl.reward_server: start`: one `tops_plugin.server` on this machine judges for
@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-from tops_plugin.cli.args import input_file, port, positive_float
+from tops_plugin.cli.args import command_parser, input_file, port, positive_float
 from tops_plugin.server import TOKEN_ENV
 
 TOKEN_PLACEHOLDER = "{token}"
@@ -44,13 +44,25 @@ def wait_healthy(process: subprocess.Popen, port: int, timeout: float) -> None:
     raise RuntimeError(f"the reward server did not answer {url} within {timeout:g} s")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "tops-serve-reward",
+        "Run a command beside a shared reward server, started before it and stopped after it.\n\n"
+        f"The command's {TOKEN_PLACEHOLDER} is replaced by the server's token (${TOKEN_ENV}, or a fresh "
+        "random one); the exit status is the command's.",
+    )
+    parser.add_argument("--port", type=port, required=True, help="port the server listens on")
+    parser.add_argument("--host", default="0.0.0.0", help="address the server binds; 0.0.0.0 is every interface")
+    parser.add_argument("--config", type=input_file, required=True, metavar="FILE", help="reward config YAML")
+    parser.add_argument("--ready-timeout", type=positive_float, default=120.0, metavar="SEC",
+                        help="seconds to wait for the server's /health")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...",
+                        help=f"the command to run ({TOKEN_PLACEHOLDER} is replaced by the token)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recipes.serve_reward", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=port, required=True)
-    parser.add_argument("--host", default="0.0.0.0", help="address the server binds (default: all)")
-    parser.add_argument("--config", type=input_file, required=True, help="reward config YAML")
-    parser.add_argument("--ready-timeout", type=positive_float, default=120.0, help="seconds to wait for /health")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND… ({token} is replaced)")
+    parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:

@@ -1,4 +1,4 @@
-"""`python -m recipes.tops --config FILE [--stage NAME|all] [--dry-run] [--force STAGE] [--run-dir DIR]`
+"""`tops-pipeline --config FILE [--stage NAME|all] [--dry-run] [--force STAGE] [-o DIR]` (`python -m recipes.tops`)
 
 Runs the TOPS pipeline stage by stage (see `recipes.stages`), skipping stages whose inputs and
 settings are unchanged since they last finished. This module only parses arguments, shows progress and
@@ -21,22 +21,25 @@ from recipes.config import STAGE_NAMES, ConfigError, Recipe, load_config
 from recipes.manifest import Manifest, RunDirBusy, StageFailed, digest, execute, run_lock
 from recipes.stages import Hooks, StagePlan, plan_all
 from tops_plugin.cli.progress import ProgressDisplay
-from tops_plugin.cli.args import input_file
+from tops_plugin.cli.args import add_renamed, command_parser, input_file
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m recipes.tops",
-        description="Run the Thinking-Optimal Scaling pipeline as resumable stages that launch OpenRLHF.",
+    parser = command_parser(
+        "tops-pipeline",
+        "Run the Thinking-Optimal Scaling pipeline as resumable stages that launch OpenRLHF.\n\n"
+        "A stage whose inputs and settings are unchanged since it last finished is skipped.",
     )
-    parser.add_argument("--config", required=True, type=input_file, help="recipe YAML (see recipes/configs/)")
-    parser.add_argument("--stage", default="all",
+    parser.add_argument("--config", required=True, type=input_file, metavar="FILE",
+                        help="recipe YAML (see recipes/configs/)")
+    parser.add_argument("--stage", default="all", metavar="NAMES",
                         help=f"'all' (the config's pipeline.stages) or comma-separated names: {', '.join(STAGE_NAMES)}")
     parser.add_argument("--dry-run", action="store_true",
                         help="print every command and the files each stage would write; run nothing")
     parser.add_argument("--force", action="append", default=[], metavar="STAGE",
                         help="rerun this stage even if it is up to date (repeatable)")
-    parser.add_argument("--run-dir", type=Path, help="override the config's run_dir")
+    add_renamed(parser, "-o", "--output", old="--run-dir", type=Path, metavar="DIR",
+                help="run directory: every stage's outputs, logs and manifest.json (default: the config's run_dir)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set generation.max_tokens=64 (YAML value)")
     return parser
@@ -69,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         overrides = parse_overrides(args.set)
-        if args.run_dir is not None:
-            overrides["run_dir"] = str(args.run_dir)
+        if args.output is not None:
+            overrides["run_dir"] = str(args.output)
         recipe = load_config(args.config, overrides)
         names, everything = choose_stages(recipe, args.stage)
         unknown_force = [n for n in args.force if n not in STAGE_NAMES]

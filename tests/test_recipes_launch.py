@@ -126,7 +126,7 @@ def test_dry_run_lists_commands_and_outputs_and_writes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = tops.main(["--config", str(CONFIGS / "qwen2.5-32b-tops.yaml"), "--dry-run", "--run-dir", str(run_dir)])
+        code = tops.main(["--config", str(CONFIGS / "qwen2.5-32b-tops.yaml"), "--dry-run", "-o", str(run_dir)])
     text = out.getvalue()
     assert code == 0
     for stage in ("seed-gen", "seed-curate", "tag-sft", "effort-gen", "judge", "select", "tops-sft", "random-sft",
@@ -143,7 +143,7 @@ def test_dry_run_lists_commands_and_outputs_and_writes_nothing(tmp_path):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert tops.main(["--config", str(CONFIGS / "qwen2.5-32b-tops.yaml"), "--dry-run", "--stage", "rl-data,rl",
-                          "--run-dir", str(run_dir)]) == 0
+                          "-o", str(run_dir)]) == 0
     assert "ray job submit --address http://127.0.0.1:8265 --runtime-env-json" in out.getvalue()
     assert "-- python3 -m openrlhf.cli.train_ppo_ray" in out.getvalue()
 

@@ -280,7 +280,7 @@ def test_two_runs_never_share_a_run_directory(tmp_path, capsys):
 
 def test_a_missing_data_folder_is_named_as_such(tmp_path, capsys):
     demo = Path(tops.__file__).parent / "configs" / "demo-cpu.yaml"
-    argv = ["--config", str(demo), "--run-dir", str(tmp_path / "run"), "--stage", "problems",
+    argv = ["--config", str(demo), "-o", str(tmp_path / "run"), "--stage", "problems",
             "--set", f"data.dir={tmp_path / 'dat'}"]
     assert tops.main(argv) == 1
     err = " ".join(capsys.readouterr().err.split())

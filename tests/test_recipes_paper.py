@@ -108,7 +108,7 @@ def test_eval_of_a_retrained_model_does_not_resume_its_old_samples(tmp_path):
 def test_dry_run_lists_the_tag_model_efforts_base_greedy_and_comparison(tmp_path):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert tops.main(["--config", str(PAPER), "--dry-run", "--stage", "eval", "--run-dir", str(tmp_path)]) == 0
+        assert tops.main(["--config", str(PAPER), "--dry-run", "--stage", "eval", "-o", str(tmp_path)]) == 0
     text, data = out.getvalue(), os.path.abspath("../shared/data")  # data.dir, as every stage reads it
     assert f"--efforts low,medium,high --data-dir {data} --output {tmp_path}/eval/tag" in text
     assert f"--greedy --seed 0 --max-tokens 16384 --data-dir {data} --output {tmp_path}/eval/base-greedy" in text
