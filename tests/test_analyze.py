@@ -8,6 +8,7 @@ import pytest
 
 from evals.analysis import AnalysisConfig, analyze, load_samples
 from evals.analyze import main
+from evals.layout import AnalysisFiles
 from tops_plugin.jsonl import JsonlError, write_jsonl
 from tops_plugin.round_judge import RoundJudge
 
@@ -183,6 +184,10 @@ def test_cli_writes_analysis_report_and_plots(tmp_path):
     for name in ("rounds_by_effort.png", "accuracy_by_effort.png", "accuracy_by_length.png", "accuracy_by_level.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in report
+    files = AnalysisFiles(out)  # every file written is one the layout names
+    assert set(out.iterdir()) == {files.analysis, files.rounds, files.report, files.rounds_by_effort_plot,
+                                  files.accuracy_by_effort_plot, files.accuracy_by_length_plot,
+                                  files.accuracy_by_level_plot}
 
 
 def test_cli_equation_modes(tmp_path):

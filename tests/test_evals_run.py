@@ -13,6 +13,7 @@ from evals import compare, run
 from evals.comparison import on_common_problems
 from evals.config import EvalConfig
 from evals.harness import ConfigMismatch, run_eval
+from evals.layout import CompareFiles, RunFiles
 from tops_plugin.jsonl import JsonlError, read_jsonl
 from tops_plugin.prompts import build_messages
 
@@ -97,6 +98,12 @@ def test_responses_mode_hand_computed(toy):
     assert "toy by level" in report
     for name in ("accuracy_vs_tokens.png", "tokens_by_effort.png", "tokens_by_level_toy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every file of the run is one the layout names, and summary.json lists them all beside itself.
+    files = RunFiles(out)
+    named = {files.config, files.samples, files.summary, files.report, files.accuracy_vs_tokens_plot,
+             files.tokens_by_effort_plot, files.tokens_by_level_plot("toy")}
+    assert set(out.iterdir()) == named
+    assert {out / name for name in summary["files"].values()} == named - {files.config}
 
 
 def test_responses_resume_after_interruption(toy):
@@ -277,6 +284,8 @@ def test_compare_tables(toy, tmp_path, capsys):
     assert csv_lines[1].startswith("a,toy-model,default,50.0,16.66")
     assert csv_lines[2] == "a,toy-model,low,100.0,,1.0,1,1,4,1"
     assert (tmp_path / "cmp" / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+    files = CompareFiles(tmp_path / "cmp")
+    assert set(files.root.iterdir()) == {files.markdown, files.csv, files.accuracy_vs_tokens_plot}
 
     # On the problems all cells cover (p1 only): recomputed from the samples.
     assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--common-problems", "-o", str(tmp_path / "common")]) == 0
