@@ -37,17 +37,17 @@ __all__ = [
     "ProblemSet",
     "RL",
     "Recipe",
-    "Selection",
+    "SelectionSettings",
     "TrainCommon",
     "TrainRun",
     "Training",
-    "Verifier",
+    "VerifierSettings",
     "config_hash",
     "load_config",
     "to_dict",
 ]
 
-# The stage vocabulary, in pipeline order (the registry in recipes.stages follows it).
+# The stage vocabulary, in pipeline order (the registry in recipes.planners follows it).
 STAGE_NAMES: tuple[str, ...] = (
     "problems",
     "seed-gen",
@@ -193,7 +193,9 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class Verifier:
+class VerifierSettings:
+    """The verifier pool's size and per-item deadline (the pool itself: `tops_plugin.verifier.Verifier`)."""
+
     workers: int | None = None  # None: one per CPU core
     timeout: float = 5.0
 
@@ -208,7 +210,9 @@ class Curation:
 
 
 @dataclass(frozen=True)
-class Selection:
+class SelectionSettings:
+    """Which TOPS datasets the select stage writes (the selection itself: `tops_plugin.selection`)."""
+
     random: bool = False  # also write the Random baseline's dataset (and train it in random-sft)
     seed: int = 0
     add_seed_low: bool = True  # add the low-effort seed responses to the TOPS set (paper step 4)
@@ -455,9 +459,9 @@ class Recipe:
     run_dir: str = "runs/tops"
     data: Data = field(default_factory=Data)
     generation: Generation = field(default_factory=Generation)
-    verifier: Verifier = field(default_factory=Verifier)
+    verifier: VerifierSettings = field(default_factory=VerifierSettings)
     curation: Curation = field(default_factory=Curation)
-    selection: Selection = field(default_factory=Selection)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
     iteration: Iteration = field(default_factory=Iteration)
     cluster: Cluster = field(default_factory=Cluster)
     training: Training = field(default_factory=Training)

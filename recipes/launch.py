@@ -1,4 +1,4 @@
-"""OpenRLHF 0.11 command lines built from the recipe, and a runner that keeps their logs.
+"""OpenRLHF 0.11 command lines built from the recipe, as run here and as printed for a cluster.
 
 The commands are the ones a user would type on a cluster: `deepspeed [--hostfile …] --module
 openrlhf.cli.train_sft|train_dpo …` for SFT and DPO, `ray job submit --address … -- python3 -m
@@ -14,16 +14,12 @@ the CPU); on GPUs every command runs exactly as printed.
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from recipes.config import RL, Cluster, Eval, EvalRun, TrainCommon, TrainRun
-from recipes.manifest import StageFailed, log_tail
 
 __all__ = [
     "compare_command",
@@ -32,7 +28,6 @@ __all__ = [
     "flags",
     "for_this_machine",
     "ppo_command",
-    "run_command",
     "sft_command",
     "with_reward_server",
 ]
@@ -225,41 +220,3 @@ def for_this_machine(command: Sequence[str]) -> tuple[list[str], dict[str, str] 
         if adapted is not None:
             return adapted
     return argv, None
-
-
-def run_command(stage: str, command: Sequence[str], log_path: Path, *, cwd: Path | None = None,
-                env: Mapping[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-                tail_lines: int = 20) -> None:
-    """Run one external command, appending its merged stdout/stderr to `log_path` (and to `on_line`).
-
-    A missing executable or a non-zero exit raises `StageFailed` with the stage, the exact command and
-    the last lines of the log.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    merged_env = None if env is None else {**os.environ, **env}
-    with open(log_path, "ab") as log:
-        log.write(f"$ {shlex.join(map(str, command))}\n".encode())
-        log.flush()
-        try:
-            process = subprocess.Popen(
-                [str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=cwd, env=merged_env,
-            )
-        except OSError as exc:  # FileNotFoundError, PermissionError: the executable itself
-            log.write(f"cannot start: {exc}\n".encode())
-            raise StageFailed(stage, f"cannot start {command[0]!r}: {exc.strerror or exc}", command,
-                              log_tail(log_path, tail_lines), log_path) from None
-        assert process.stdout is not None
-        try:
-            for raw in process.stdout:
-                log.write(raw)
-                log.flush()
-                if on_line is not None:
-                    on_line(raw.decode("utf-8", "replace").rstrip("\n"))
-            code = process.wait()
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-    if code != 0:
-        raise StageFailed(stage, f"exit status {code}", command, log_tail(log_path, tail_lines), log_path)

@@ -13,28 +13,16 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from recipes.layout import RunLayout
 from tops_plugin.jsonl import atomic_writer, sha256_file
 
-__all__ = [
-    "Manifest",
-    "RunDirBusy",
-    "StageFailed",
-    "digest",
-    "execute",
-    "log_tail",
-    "run_lock",
-]
-
-MANIFEST_NAME = "manifest.json"
+__all__ = ["Manifest", "RunDirBusy", "digest", "run_lock"]
 
 
 def digest(path: str | os.PathLike) -> str | None:
@@ -52,37 +40,12 @@ def digest(path: str | os.PathLike) -> str | None:
     return None
 
 
-class StageFailed(RuntimeError):
-    """A stage that did not finish: its name, the exact command, and the end of its log."""
-
-    def __init__(self, stage: str, reason: str, command: Sequence[str] | str | None = None, log_tail: str = "",
-                 log_path: str | os.PathLike | None = None):
-        self.stage, self.reason, self.log_tail = stage, reason, log_tail
-        self.command = command if isinstance(command, str) or command is None else _shell(command)
-        self.log_path = None if log_path is None else str(log_path)
-        lines = [f"stage {stage!r} failed: {reason}"]
-        if self.command:
-            lines.append(f"command: {self.command}")
-        if self.log_path:
-            lines.append(f"log: {self.log_path}")
-        if log_tail.strip():
-            lines.append("last lines of the log:")
-            lines.extend("  " + line for line in log_tail.rstrip("\n").splitlines())
-        super().__init__("\n".join(lines))
-
-
-def _shell(command: Sequence[str]) -> str:
-    import shlex
-
-    return shlex.join(str(part) for part in command)
-
-
 class Manifest:
     """`RUN_DIR/manifest.json`: per-stage records, saved atomically after each change."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / MANIFEST_NAME
+        self.path = RunLayout(self.run_dir).manifest
         self.stages: dict[str, dict] = {}
         if self.path.exists():
             with open(self.path, encoding="utf-8") as handle:
@@ -156,11 +119,12 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold `RUN_DIR/.lock` while running stages, so two runs never write the same files and manifest."""
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".lock", "w") as handle:
+    lock = RunLayout(path).lock
+    with open(lock, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunDirBusy(f"{path}: another run is using this run directory (lock {path / '.lock'})") from None
+            raise RunDirBusy(f"{path}: another run is using this run directory (lock {lock})") from None
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield
@@ -168,79 +132,3 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-class Plan(Protocol):
-    """What `execute` needs from a stage plan (see `recipes.stages.StagePlan`)."""
-
-    name: str
-    inputs: tuple[Path, ...]
-    outputs: tuple[Path, ...]
-
-    @property
-    def config_hash(self) -> str: ...
-
-    def command_lines(self) -> list[str]: ...
-
-    def run(self, log_path: Path, fresh: bool = False) -> None: ...
-
-
-@dataclass(frozen=True)
-class Outcome:
-    name: str
-    ran: bool
-    reason: str  # why it ran, or "up to date"
-    seconds: float = 0.0
-
-
-def execute(plan: Plan, manifest: Manifest, *, force: bool = False,
-            on_start: Callable[[Plan, str], None] | None = None) -> Outcome:
-    """Run one stage unless it is up to date; record it. Raises `StageFailed` (recorded as failed)."""
-    inputs = {str(p): digest(p) for p in plan.inputs}
-    missing = [p for p, sha in inputs.items() if sha is None]
-    if missing:
-        raise StageFailed(plan.name, f"input not found: {missing[0]} (run the stage that writes it first)")
-    chash = plan.config_hash
-    current, reason = manifest.check(plan.name, chash, inputs, [str(p) for p in plan.outputs])
-    if current and not force:
-        return Outcome(plan.name, False, reason)
-    reason = "forced" if force else reason
-    log_path = manifest.run_dir / "logs" / f"{plan.name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest.start(plan.name, plan.command_lines(), chash, inputs, str(log_path))
-    if on_start is not None:
-        on_start(plan, reason)
-    started = time.perf_counter()
-    try:
-        plan.run(log_path, fresh=force)
-        outputs = {str(p): digest(p) for p in plan.outputs}
-        absent = [p for p, sha in outputs.items() if sha is None]
-        if absent:
-            raise StageFailed(plan.name, f"finished without writing {absent[0]}", log_path=log_path)
-    except StageFailed as exc:
-        manifest.fail(plan.name, str(exc))
-        raise
-    except Exception as exc:  # a library error inside an in-process stage: keep the message, name the stage
-        logging.getLogger(__name__).debug("stage %s failed", plan.name, exc_info=True)
-        failure = StageFailed(plan.name, f"{type(exc).__name__}: {exc}", log_tail=log_tail(log_path),
-                              log_path=log_path)
-        manifest.fail(plan.name, str(failure))
-        raise failure from exc
-    except BaseException:  # Ctrl-C: record it so the next run knows this stage did not finish
-        manifest.fail(plan.name, "interrupted")
-        raise
-    seconds = time.perf_counter() - started
-    manifest.finish(plan.name, outputs, seconds)
-    return Outcome(plan.name, True, reason, seconds)
-
-
-def log_tail(path: str | os.PathLike, lines: int = 20) -> str:
-    """The last `lines` lines of a log file (read from its last 64 KiB)."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - 64 * 1024))
-            text = handle.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

@@ -13,7 +13,7 @@ config's sources into the three files the generation stages read:
   iteration; same text after whitespace and case folding) or twice in the same pool are taken out and
   counted; `sample: N` then takes a seeded random sample of N of what is left.
 
-`POOLS_META` records, per pool and source, the dataset revision read (the hub commit; unpinned sources
+The pools' meta file records, per pool and source, the dataset revision read (the hub commit; unpinned sources
 are resolved to one first), the sha256 of local inputs and of each written pool, and every count. The
 stage's outputs are these files, so a rerun with unchanged settings is skipped and reads nothing.
 """
@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from recipes.config import HubSource, ProblemSet, Recipe, to_dict
+from recipes.layout import RunLayout
 from tops_plugin.jsonl import atomic_writer, read_jsonl, sha256_file, write_jsonl
 
-__all__ = ["POOLS", "POOLS_META", "ProblemSourceError", "build_pools", "gold_from_solution", "parses",
+__all__ = ["POOLS", "ProblemSourceError", "build_pools", "gold_from_solution", "parses",
            "pool_sets", "read_set", "text_key"]
 
 log = logging.getLogger(__name__)
 
 POOLS: tuple[str, ...] = ("seed", "effort", "iteration")  # priority order: a problem stays in the first
-POOLS_META = "meta.json"
 
 
 class ProblemSourceError(ValueError):
@@ -228,9 +228,9 @@ def read_set(recipe: Recipe, problems: ProblemSet, key: str = "problems") -> lis
     return _draw(_open(recipe, problems, Counter(), key), problems, {}, key, Counter())
 
 
-def build_pools(recipe: Recipe, out_dir: Path) -> dict:
-    """Write `OUT/seed.jsonl`, `effort.jsonl`, `iteration.jsonl` (when configured) and `OUT/meta.json`;
-    returns the meta record. Nothing is written unless every configured pool has problems."""
+def build_pools(recipe: Recipe, layout: RunLayout) -> dict:
+    """Write the seed, effort and (when configured) iteration pools and their meta file where `layout`
+    puts them; returns the meta record. Nothing is written unless every configured pool has problems."""
     taken: dict[str, str] = {}
     id_owners: dict[str, str] = {}  # problem id -> config key of the source it came from
     drawn_pools: dict[str, tuple[list[dict], list[dict]]] = {}
@@ -259,7 +259,7 @@ def build_pools(recipe: Recipe, out_dir: Path) -> dict:
         drawn_pools[pool] = rows, sources
     meta: dict[str, Any] = {"pools": {}}
     for pool, (rows, sources) in drawn_pools.items():
-        path = out_dir / f"{pool}.jsonl"
+        path = layout.pool(pool)
         write_jsonl(path, rows)
         meta["pools"][pool] = {"path": str(path), "sha256": sha256_file(path), "problems": len(rows),
                                "sources": sources}
@@ -267,7 +267,7 @@ def build_pools(recipe: Recipe, out_dir: Path) -> dict:
     meta["overlap_removed"] = {pool: sum(s.get("dropped", {}).get(f"in_{other}_pool", 0)
                                          for s in info["sources"] for other in POOLS)
                                for pool, info in meta["pools"].items()}
-    with atomic_writer(out_dir / POOLS_META, "w") as handle:
+    with atomic_writer(layout.pools_meta, "w") as handle:
         json.dump(meta, handle, indent=2)
     return meta
 

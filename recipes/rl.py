@@ -70,9 +70,9 @@ def rl_label(answer: str, ref_tokens: int | None) -> str:
 
 
 def write_rl_prompts(problems: Iterable[Mapping], out: Path, references: Mapping[str, tuple[int, str]],
-                     ref_source: str) -> dict:
+                     ref_source: str, meta_path: Path) -> dict:
     """RL prompts (the generation stage's boxed-answer messages) with labels; returns the counts written
-    to `OUT.meta.json`: prompts with and without a reference length, and why not."""
+    to `meta_path`: prompts with and without a reference length, and why not."""
     from tops_plugin.prompts import build_messages
 
     counts: Counter = Counter()
@@ -103,7 +103,7 @@ def write_rl_prompts(problems: Iterable[Mapping], out: Path, references: Mapping
         "ref_source": ref_source,
         "ref_tokens": _spread(lengths),
     }
-    with atomic_writer(out.with_name(out.name + ".meta.json"), "w") as handle:
+    with atomic_writer(meta_path, "w") as handle:
         json.dump(meta, handle, indent=2)
     log.info("wrote %d RL prompts -> %s (%d with ref_tokens, %d without)", meta["prompts"], out,
              meta["with_ref_tokens"], meta["without_ref_tokens"])

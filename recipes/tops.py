@@ -1,8 +1,8 @@
 """`tops-pipeline --config FILE [--stage NAME|all] [--dry-run] [--force STAGE] [-o DIR]` (`python -m recipes.tops`)
 
-Runs the TOPS pipeline stage by stage (see `recipes.stages`), skipping stages whose inputs and
+Runs the TOPS pipeline stage by stage (see `recipes.planners`), skipping stages whose inputs and
 settings are unchanged since they last finished. This module only parses arguments, shows progress and
-prints; planning and running are in `recipes.stages` and `recipes.manifest`.
+prints; planning is in `recipes.planners`, running in `recipes.execute`, records in `recipes.manifest`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from recipes.config import STAGE_NAMES, ConfigError, Recipe, load_config
-from recipes.manifest import Manifest, RunDirBusy, StageFailed, digest, execute, run_lock
-from recipes.stages import Hooks, StagePlan, plan_all
+from recipes.execute import StageFailed, execute
+from recipes.manifest import Manifest, RunDirBusy, digest, run_lock
+from recipes.plan import Hooks, StagePlan
+from recipes.planners import plan_all
 from tops_plugin.cli.progress import ProgressDisplay
 from tops_plugin.cli.args import add_renamed, command_parser, input_file
 

@@ -13,6 +13,7 @@ import pytest
 
 from recipes import launch, openrlhf_cpu
 from recipes.config import Cluster, Eval, EvalRun, TrainCommon, TrainRun
+from recipes.execute import run_command
 
 REPO = Path(__file__).resolve().parent.parent
 needs_trainer_stack = pytest.mark.skipif(
@@ -100,7 +101,7 @@ def _write_rows(path: Path, rows: list[dict]) -> Path:
 def _train(command: list[str], log: Path) -> None:
     argv, env = launch.for_this_machine(command)
     assert argv[1:3] == ["-m", "recipes.openrlhf_cpu"]  # these tests run where no CUDA device is present
-    launch.run_command("train", argv, log, env={**env, "OMP_NUM_THREADS": "2"})
+    run_command("train", argv, log, env={**env, "OMP_NUM_THREADS": "2"})
 
 
 @needs_trainer_stack

@@ -15,6 +15,7 @@ import yaml
 
 from recipes import tops
 from recipes.demo_problems import ROLES, SolverBackend, make_problems, worked_solution, write_problem_sets
+from recipes.layout import RunLayout
 from tops_plugin.answers import judge
 from tops_plugin.prompts import EFFORTS
 from tops_plugin.generation import GenerationRequest
@@ -90,10 +91,10 @@ def test_shipped_demo_seeds_and_curates_then_plans_the_loop(tmp_path):
     first = ("problems", "seed-gen", "seed-curate")
     code, text = _main(["--config", str(path), "--stage", ",".join(first)])
     assert code == 0, text
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    manifest = json.loads(RunLayout(tmp_path / "run").manifest.read_text())["stages"]
     assert {manifest[s]["status"] for s in first} == {"done"}
     assert all(manifest[s]["seconds"] >= 0 for s in first)
-    sft = list(read_jsonl(tmp_path / "run" / "seed" / "sft.jsonl"))
+    sft = list(read_jsonl(RunLayout(tmp_path / "run").seed_sft))
     assert len(sft) == 8 * 3  # every problem kept, under each effort: the teacher is right, the gaps wide
     code, text = _main(["--config", str(path), "--stage", ",".join(first)])
     assert "= seed-gen: up to date (skipped)" in text and "= seed-curate: up to date (skipped)" in text

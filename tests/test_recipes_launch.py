@@ -19,7 +19,8 @@ import pytest
 
 from recipes import tops
 from recipes.config import STAGE_NAMES, load_config
-from recipes.stages import plan_all
+from recipes.layout import RunLayout
+from recipes.planners import plan_all
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
 MODULES = ("openrlhf.cli.train_sft", "openrlhf.cli.train_dpo", "openrlhf.cli.train_ppo_ray")
@@ -114,12 +115,12 @@ def test_paper_numbers_reach_the_commands(tmp_path, parsers):
     args = vars(parsers["openrlhf.cli.train_sft"].parse_args(tag.commands[0][tag.commands[0].index("--module") + 2:]))
     assert [args[k] for k in ("adam.lr", "train.batch_size", "train.max_epochs")] == [1e-5, 32, 5]  # LLaMA: 5 epochs
     assert by_output["tops-sft"]["model.model_name_or_path"] == "Qwen/Qwen2.5-32B-Instruct"  # the BASE model
-    assert by_output["iter-dpo"]["ref.model_name_or_path"] == str(tmp_path / "models" / "tops")
+    assert by_output["iter-dpo"]["ref.model_name_or_path"] == str(RunLayout(tmp_path).model("tops"))
     for name in ("tag-sft", "tops-sft", "iter-dpo"):
         args = by_output[name]
         assert args["ds.zero_stage"] == 3 and args["ds.packing_samples"] and args["data.max_len"] >= 16384
         assert args["model.gradient_checkpointing_enable"] and args["ckpt.output_dir"].endswith(".partial")
-    assert by_output["rl"]["actor.model_name_or_path"] == str(tmp_path / "models" / "tops")
+    assert by_output["rl"]["actor.model_name_or_path"] == str(RunLayout(tmp_path).model("tops"))
 
 
 def test_dry_run_lists_commands_and_outputs_and_writes_nothing(tmp_path):
@@ -161,5 +162,6 @@ def test_eval_commands_parse_with_evals_run(config, tmp_path):
         args = build_parser().parse_args(list(command[3:]))
         assert args.backend == recipe.eval.backend and args.greedy == run.greedy
         assert args.n_samples == (None if run.greedy else recipe.eval.n_samples)
-        assert args.max_tokens == recipe.eval.max_tokens and args.output == str(tmp_path / "eval" / run.name)
+        assert args.max_tokens == recipe.eval.max_tokens
+        assert args.output == str(RunLayout(tmp_path).eval_run(run.name).root)
     assert list(comparison[1:3]) == ["-m", "evals.compare"]

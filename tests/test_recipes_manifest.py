@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from recipes import tops
-from recipes.manifest import Manifest, StageFailed, digest, execute
-from recipes.stages import StagePlan
+from recipes.execute import StageFailed, execute
+from recipes.layout import RunLayout
+from recipes.manifest import Manifest, digest
+from recipes.plan import StagePlan
 from tops_plugin.jsonl import read_jsonl, write_jsonl
 
 
@@ -53,7 +55,7 @@ def test_skip_when_unchanged_and_record_everything(tmp_path):
     assert _run(plans, manifest) == [True, True]
     assert _run(*_pipeline(tmp_path, calls)) == [False, False]  # a new process reads the same manifest
     assert calls == ["first", "second"]
-    record = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["second"]
+    record = json.loads(RunLayout(tmp_path / "run").manifest.read_text())["stages"]["second"]
     assert record["status"] == "done" and record["started"] and record["ended"]
     mid = str(tmp_path / "run" / "mid.jsonl")
     assert record["inputs"] == {mid: digest(mid)}
@@ -129,7 +131,7 @@ def test_failing_command_reports_stage_command_and_log_tail(tmp_path):
     assert message.startswith("stage 'tops-sft' failed: exit status 3")
     assert f"command: {sys.executable} -c" in message
     assert "CUDA out of memory" in message and "step 29" in message and "step 5\n" not in message  # the tail only
-    assert str(tmp_path / "run" / "logs" / "tops-sft.log") in message
+    assert str(RunLayout(tmp_path / "run").log("tops-sft")) in message
 
 
 def test_missing_executable_is_a_clear_failure(tmp_path):
@@ -167,18 +169,18 @@ def _training_config(tmp_path: Path) -> Path:
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(config))
-    write_jsonl(tmp_path / "run" / "seed" / "sft.jsonl", [{"prompt": [], "response": [], "id": 1, "tokens": 1}])
+    write_jsonl(RunLayout(tmp_path / "run").seed_sft, [{"prompt": [], "response": [], "id": 1, "tokens": 1}])
     return path
 
 
 def test_training_stage_refuses_an_empty_dataset_before_launching(tmp_path, capsys):
     config = _training_config(tmp_path)
-    write_jsonl(tmp_path / "run" / "seed" / "sft.jsonl", [])
+    write_jsonl(RunLayout(tmp_path / "run").seed_sft, [])
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 1
     err = capsys.readouterr().err
     assert "sft.jsonl has no rows: nothing to train" in err and "saved" not in err  # the launcher never ran
-    assert not (tmp_path / "run" / "models" / "tag").exists()
-    write_jsonl(tmp_path / "run" / "seed" / "sft.jsonl", [{"prompt": [], "response": [], "id": 1, "tokens": 1}] * 3)
+    assert not RunLayout(tmp_path / "run").model("tag").exists()
+    write_jsonl(RunLayout(tmp_path / "run").seed_sft, [{"prompt": [], "response": [], "id": 1, "tokens": 1}] * 3)
     recipe = yaml.safe_load(config.read_text())
     recipe["training"]["tag_sft"]["batch_size"] = 4
     config.write_text(yaml.safe_dump(recipe))
@@ -188,16 +190,16 @@ def test_training_stage_refuses_an_empty_dataset_before_launching(tmp_path, caps
 
 def test_training_stage_renames_its_model_only_on_success(tmp_path, capsys, monkeypatch):
     config = _training_config(tmp_path)
-    model = tmp_path / "run" / "models" / "tag"
+    model = RunLayout(tmp_path / "run").model("tag")
     monkeypatch.setenv("FAKE_EXIT", "1")
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 1
     err = capsys.readouterr().err
     assert "stage 'tag-sft' failed: exit status 1" in err and "--module openrlhf.cli.train_sft" in err
     assert "ckpt marker present: True" in err  # the last lines of the log
-    assert not model.exists() and (tmp_path / "run" / "models" / "tag.partial").exists()
+    assert not model.exists() and RunLayout(tmp_path / "run").model_partial("tag").exists()
     monkeypatch.setenv("FAKE_EXIT", "0")
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 0
-    assert (model / "config.json").exists() and not (tmp_path / "run" / "models" / "tag.partial").exists()
+    assert (model / "config.json").exists() and not RunLayout(tmp_path / "run").model_partial("tag").exists()
     capsys.readouterr()
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 0
     assert "up to date" in capsys.readouterr().out
@@ -234,7 +236,7 @@ class _StandInBackend:
 def test_generation_stage_resumes_its_partial_file_and_renames_at_the_end(tmp_path, monkeypatch):
     import tops_plugin.generation as generation
     from recipes.config import load_config
-    from recipes.stages import plan_stage
+    from recipes.planners import plan_stage
 
     problems = [{"id": f"p{i}", "problem": f"{i}+0?", "answer": str(i)} for i in range(3)]
     write_jsonl(tmp_path / "problems.jsonl", problems)
@@ -251,7 +253,7 @@ def test_generation_stage_resumes_its_partial_file_and_renames_at_the_end(tmp_pa
     monkeypatch.setattr(generation, "load_backend",
                         lambda name, model, **options: _StandInBackend(model, behaviour["fail_after"], seen))
     plan = plan_stage("seed-gen", load_config(config))
-    out = tmp_path / "run" / "seed" / "generations.jsonl"
+    out = RunLayout(tmp_path / "run").seed.generations
     with pytest.raises(StageFailed, match="RuntimeError: node lost"):
         execute(plan, Manifest(tmp_path / "run"))
     assert not out.exists()
@@ -275,7 +277,7 @@ def test_two_runs_never_share_a_run_directory(tmp_path, capsys):
         assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 2
         assert "another run is using this run directory" in capsys.readouterr().err
         assert tops.main(["--config", str(config), "--stage", "tag-sft", "--dry-run"]) == 0  # reads only
-    assert not (tmp_path / "run" / "models" / "tag").exists()
+    assert not RunLayout(tmp_path / "run").model("tag").exists()
 
 
 def test_a_missing_data_folder_is_named_as_such(tmp_path, capsys):

@@ -17,7 +17,9 @@ from evals.reference import parse_reference
 from evals.run import build_parser
 from recipes import tops
 from recipes.config import ConfigError, load_config
-from recipes.stages import plan_all
+from recipes.execute import run_plan
+from recipes.layout import RunLayout
+from recipes.planners import plan_all
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
 PAPER = CONFIGS / "qwen2.5-32b-tops.yaml"
@@ -33,7 +35,7 @@ def test_eval_stage_runs_tables_2_and_3_then_compares(tmp_path):
     *runs, comparison = plan.commands
     by_out = {Path(_eval_args(c)["output"]).name: _eval_args(c) for c in runs}
     tag = by_out["tag"]
-    assert tag["model"] == str(tmp_path / "models" / "tag") and tag["efforts"] == ("low", "medium", "high")
+    assert tag["model"] == str(RunLayout(tmp_path).model("tag")) and tag["efforts"] == ("low", "medium", "high")
     greedy, sampled = by_out["base-greedy"], by_out["base"]
     assert greedy["model"] == sampled["model"] == "Qwen/Qwen2.5-32B-Instruct"
     assert greedy["greedy"] and greedy["n_samples"] is None and greedy["temperature"] is None
@@ -42,9 +44,10 @@ def test_eval_stage_runs_tables_2_and_3_then_compares(tmp_path):
         assert (args["n_samples"], args["temperature"], args["max_tokens"]) == (5, 1.0, 16384), name
         assert not args["greedy"] and args["efforts"] is None
     assert comparison[1:3] == ("-m", "evals.compare")
-    assert comparison[3:3 + len(runs)] == tuple(str(tmp_path / "eval" / n) for n in by_out)
-    assert comparison[-2:] == ("--reference", str(tmp_path / "eval" / "reference.json"))
-    assert plan.outputs[-1] == tmp_path / "eval" / "compare" / "compare.md"
+    layout = RunLayout(tmp_path)
+    assert comparison[3:3 + len(runs)] == tuple(str(layout.eval_run(n).root) for n in by_out)
+    assert comparison[-2:] == ("--reference", str(layout.eval_reference))
+    assert plan.outputs[-1] == layout.eval_compare.markdown
 
 
 @pytest.mark.parametrize("config", ["qwen2.5-32b-tops.yaml", "llama3.1-8b-tops.yaml"])
@@ -72,29 +75,29 @@ def test_eval_stage_writes_the_reference_and_the_comparison(tmp_path, monkeypatc
     summary = {"model": "m", "results": {"gsm8k": {"default": {"accuracy_mean": 0.5, "accuracy_std": 0.1,
                                                                "tokens_mean": 400.0, "n_samples": 10}}},
                "config": {"n_samples": 5}}
-    out = tmp_path / "eval" / "tops"
-    out.mkdir(parents=True)
-    (out / "summary.json").write_text(json.dumps(summary))
+    layout = RunLayout(tmp_path)
+    layout.eval_run("tops").root.mkdir(parents=True)
+    layout.eval_run("tops").summary.write_text(json.dumps(summary))
     plan = dataclasses.replace(plan, commands=plan.commands[-1:])  # only the comparison
-    plan.run(tmp_path / "eval.log")
-    text = (tmp_path / "eval" / "compare" / "compare.md").read_text()
+    run_plan(plan, tmp_path / "eval.log")
+    text = layout.eval_compare.markdown.read_text()
     assert "| tops | ours | 50.00 ± 10.00 | 400 |" in text
     assert "| Qwen2.5-32B-TOPS (paper) | published | 95.82 | 412 |" in text
-    assert json.loads((tmp_path / "eval" / "reference.json").read_text()) == recipe.eval.reference
+    assert json.loads(layout.eval_reference.read_text()) == recipe.eval.reference
 
 
 def test_eval_of_a_retrained_model_does_not_resume_its_old_samples(tmp_path):
     """evals.run resumes a run directory made with the same settings; the model path stays the same when
     an earlier stage retrains it, so the stage must clear that run first (and only then)."""
     recipe = load_config(PAPER, {"run_dir": str(tmp_path), "eval.models": ["tops"], "eval.reference": {}})
-    weights, out = tmp_path / "models" / "tops" / "weights", tmp_path / "eval" / "tops"
+    weights, out = RunLayout(tmp_path).model("tops") / "weights", RunLayout(tmp_path).eval_run("tops").root
     weights.parent.mkdir(parents=True)
     resuming_eval = ("-c", f"import pathlib, shutil; out = pathlib.Path({str(out)!r}); out.mkdir(parents=True, exist_ok=True)\n"
                            f"if not (out / 'samples').exists(): shutil.copy({str(weights)!r}, out / 'samples')")
 
     def run_stage() -> str:
         (plan,) = plan_all(recipe, ["eval"])
-        dataclasses.replace(plan, commands=(plan.commands[0][:1] + resuming_eval,)).run(tmp_path / "eval.log")
+        run_plan(dataclasses.replace(plan, commands=(plan.commands[0][:1] + resuming_eval,)), tmp_path / "eval.log")
         return (out / "samples").read_text()
 
     weights.write_text("v1")

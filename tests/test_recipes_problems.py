@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from recipes.config import ConfigError, load_config
+from recipes.execute import run_plan
+from recipes.layout import RunLayout
+from recipes.planners import plan_all
 from recipes.problems import ProblemSourceError, text_key
-from recipes.stages import plan_all
 from tops_plugin.jsonl import read_jsonl, sha256_file
 
 pd = pytest.importorskip("pandas")
@@ -62,13 +64,13 @@ def _config(tmp_path: Path, hub: Path, **data) -> Path:
 def _run(config: Path, run_dir: Path) -> dict:
     recipe = load_config(config, {"run_dir": str(run_dir)})
     (plan,) = plan_all(recipe, ["problems"])
-    plan.run(run_dir / "problems.log")
-    return json.loads((run_dir / "problems" / "meta.json").read_text())
+    run_plan(plan, run_dir / "problems.log")
+    return json.loads(RunLayout(run_dir).pools_meta.read_text())
 
 
 def test_pools_from_a_hub_dataset_and_local_files_are_disjoint_and_counted(tmp_path):
     meta = _run(_config(tmp_path, _hub_folder(tmp_path)), tmp_path / "run")
-    pools = {name: list(read_jsonl(tmp_path / "run" / "problems" / f"{name}.jsonl")) for name in meta["pools"]}
+    pools = {name: list(read_jsonl(RunLayout(tmp_path / "run").pool(name))) for name in meta["pools"]}
     assert [len(pools[p]) for p in ("seed", "effort", "iteration")] == [6, 30 - 2 - 1 - 6, 2]
     keys = [{text_key(r["problem"]) for r in rows} for rows in pools.values()]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
@@ -88,7 +90,7 @@ def test_pools_from_a_hub_dataset_and_local_files_are_disjoint_and_counted(tmp_p
     assert {r["id"] for r in pools["iteration"]} == {"train/2", "train/3"}
     assert meta["overlap_removed"] == {"seed": 0, "effort": dropped["in_seed_pool"], "iteration": 1}
     for name, info in meta["pools"].items():
-        assert info["sha256"] == sha256_file(tmp_path / "run" / "problems" / f"{name}.jsonl")
+        assert info["sha256"] == sha256_file(RunLayout(tmp_path / "run").pool(name))
 
 
 def test_samples_are_seeded_and_reproducible(tmp_path):
@@ -97,17 +99,17 @@ def test_samples_are_seeded_and_reproducible(tmp_path):
     _run(config, tmp_path / "a")
     _run(config, tmp_path / "b")
     for name in ("seed", "effort", "iteration"):
-        a, b = (tmp_path / d / "problems" / f"{name}.jsonl" for d in ("a", "b"))
+        a, b = (RunLayout(tmp_path / d).pool(name) for d in ("a", "b"))
         assert a.read_bytes() == b.read_bytes()
     other = _config(tmp_path, hub, seed={"hub": {"name": str(hub)}, "sample": 6, "seed": 4})
     _run(other, tmp_path / "c")
-    assert (tmp_path / "c" / "problems" / "seed.jsonl").read_bytes() != (tmp_path / "a" / "problems" / "seed.jsonl").read_bytes()
+    assert RunLayout(tmp_path / "c").pool("seed").read_bytes() != RunLayout(tmp_path / "a").pool("seed").read_bytes()
 
 
 def test_generation_stages_read_the_pools(tmp_path):
     recipe = load_config(_config(tmp_path, _hub_folder(tmp_path)))
     seed_gen, effort_gen, iter_gen = plan_all(recipe, ["seed-gen", "effort-gen", "iter-gen"])
-    problems = tmp_path / "run" / "problems"
+    problems = RunLayout(tmp_path / "run").problems_dir
     assert seed_gen.inputs == (problems / "seed.jsonl",)
     assert effort_gen.inputs[0] == problems / "effort.jsonl" and iter_gen.inputs[0] == problems / "iteration.jsonl"
 
@@ -148,7 +150,7 @@ def test_pools_that_would_fail_later_stages_are_refused_before_any_is_written(tm
                                                           + "\n" for text in ("2 + 9?", "3 + 9?")))
     with pytest.raises(ProblemSourceError, match=message):
         _run(config, tmp_path / "run")
-    assert not (tmp_path / "run" / "problems").exists()
+    assert not RunLayout(tmp_path / "run").problems_dir.exists()
 
 
 @pytest.mark.parametrize(("seed", "key"), [

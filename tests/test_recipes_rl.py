@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from recipes.config import ConfigError, load_config
-from recipes.stages import plan_all
+from recipes.execute import run_plan
+from recipes.layout import RunLayout
+from recipes.planners import plan_all
 from tops_plugin.jsonl import read_jsonl
 from tops_plugin.tokens import count_tokens
 
@@ -41,7 +43,7 @@ def paper_run(tmp_path):
     """The shipped paper config on three local prompts, with judged iteration samples for two of them."""
     _jsonl(tmp_path / "data" / "prompts.jsonl", PROBLEMS)
     (short_len,) = count_tokens([SHORT])
-    _jsonl(tmp_path / "run" / "iter" / "judged.jsonl", [
+    _jsonl(RunLayout(tmp_path / "run").iteration.judged, [
         {"id": "p1", "problem": PROBLEMS[0]["problem"], "answer": "42", "response": LONG, "verdict": "correct",
          "tokens": count_tokens([LONG])[0], "sample": 0},
         {"id": "p1", "problem": PROBLEMS[0]["problem"], "answer": "42", "response": SHORT, "verdict": "correct",
@@ -56,19 +58,19 @@ def paper_run(tmp_path):
     recipe = load_config(PAPER, {"run_dir": str(tmp_path / "run"), "data.dir": str(tmp_path / "data"),
                                  "rl.prompts": ["prompts.jsonl"]})
     rl_data, rl = plan_all(recipe, ["rl-data", "rl"])
-    rl_data.run(tmp_path / "rl-data.log")
+    run_plan(rl_data, tmp_path / "rl-data.log")
     return SimpleNamespace(recipe=recipe, rl=rl, short_len=short_len, run=tmp_path / "run")
 
 
 def test_labels_carry_the_shortest_correct_length_and_misses_are_counted(paper_run):
-    rows = {row["id"]: row for row in read_jsonl(paper_run.run / "rl" / "prompts.jsonl")}
+    rows = {row["id"]: row for row in read_jsonl(RunLayout(paper_run.run).rl_prompts)}
     labels = {pid: json.loads(row["label"]) for pid, row in rows.items()}
     assert labels == {"p1": {"answer": "42", "ref_tokens": paper_run.short_len},
                       "p2": {"answer": "4", "ref_tokens": None},
                       "p3": {"answer": "3", "ref_tokens": None}}
     assert rows["p1"]["prompt"][-1] == {"role": "user", "content": rows["p1"]["prompt"][-1]["content"]}
     assert "What is 6 times 7?" in rows["p1"]["prompt"][-1]["content"]
-    meta = json.loads((paper_run.run / "rl" / "prompts.jsonl.meta.json").read_text())
+    meta = json.loads(RunLayout(paper_run.run).rl_prompts_meta.read_text())
     assert meta["prompts"] == 3 and meta["with_ref_tokens"] == 1 and meta["without_ref_tokens"] == 2
     assert meta["without_ref_tokens_by_reason"] == {"no_correct_sample": 1, "gold_differs": 1}
     assert meta["ref_source"] == "iteration"
@@ -88,7 +90,7 @@ def test_rl_command_carries_the_reward_config_and_the_plugin(paper_run):
     import tops_plugin
 
     env, flags = _submit_parts(paper_run.rl.commands[0])
-    job_dir = paper_run.run / "rl" / "job"
+    job_dir = RunLayout(paper_run.run).rl_job_dir
     assert env["working_dir"] == str(job_dir)
     assert env["py_modules"] == [str(Path(tops_plugin.__file__).resolve().parent)]
     assert env["env_vars"] == {"TOPS_REWARD_CONFIG": "reward.yaml"}
@@ -145,7 +147,7 @@ def test_openrlhf_executor_pays_thinking_optimal_rewards_from_the_rendered_comma
     monkeypatch.setattr(reward, "_shared", None)
     try:
         executor = agent.SingleTurnAgentExecutor(remote_rm_url=flags["--reward.remote_url"])
-        prompts = {row["id"]: row for row in read_jsonl(paper_run.run / "rl" / "prompts.jsonl")}
+        prompts = {row["id"]: row for row in read_jsonl(RunLayout(paper_run.run).rl_prompts)}
         cases = [("p1", SHORT), ("p1", LONG), ("p1", "It is \\boxed{41}."), ("p2", LONG.replace("42", "4"))]
         tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=load_tokenizer())
         params = SimpleNamespace(max_tokens=1024, logprobs=None)
@@ -174,7 +176,7 @@ def test_generation_pass_gives_reference_lengths_when_asked(tmp_path):
     (plan,) = plan_all(recipe, ["rl-data"])
     assert tmp_path / "rl" / "ref_judged.jsonl" in plan.outputs
     assert "3 samples of" in plan.summary and plan.settings["generation"]["n_samples"] == 3
-    assert str(tmp_path / "models" / "tops") in shlex.join(map(str, plan.inputs))
+    assert str(RunLayout(tmp_path).model("tops")) in shlex.join(map(str, plan.inputs))
 
 
 def test_a_shared_reward_server_is_started_for_the_job_and_stopped_after(paper_run, tmp_path):
@@ -251,14 +253,14 @@ def test_a_generation_pass_of_the_starting_model_gives_the_reference_lengths(tmp
     monkeypatch.setattr(generation, "load_backend", lambda name, model, **options: _StartingModel(model))
     (plan,) = plan_all(recipe, ["rl-data"])
     assert "the shortest correct of 3 samples of start-model" in plan.summary
-    plan.run(tmp_path / "rl-data.log")
-    labels = {row["id"]: json.loads(row["label"]) for row in read_jsonl(tmp_path / "run" / "rl" / "prompts.jsonl")}
+    run_plan(plan, tmp_path / "rl-data.log")
+    labels = {row["id"]: json.loads(row["label"]) for row in read_jsonl(RunLayout(tmp_path / "run").rl_prompts)}
     shortest = count_tokens(["Let me think. " + "\\boxed{42}", "Let me think. " + "\\boxed{4}"])
     assert labels["p1"]["ref_tokens"] == shortest[0] and labels["p2"]["ref_tokens"] == shortest[1]
     assert labels["p3"] == {"answer": "3", "ref_tokens": None}
-    judged = list(read_jsonl(tmp_path / "run" / "rl" / "ref_judged.jsonl"))
+    judged = list(read_jsonl(RunLayout(tmp_path / "run").rl_reference.judged))
     assert len(judged) == 9 and {r["model"] for r in judged} == {"start-model"}
-    meta = json.loads((tmp_path / "run" / "rl" / "prompts.jsonl.meta.json").read_text())
+    meta = json.loads(RunLayout(tmp_path / "run").rl_prompts_meta.read_text())
     assert (meta["with_ref_tokens"], meta["without_ref_tokens"], meta["ref_source"]) == (2, 1, "generate")
 
 

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from recipes.config import from_dict
-from recipes.stages import plan_stage
+from recipes.execute import run_plan
+from recipes.layout import RunLayout
+from recipes.planners import plan_stage
 from tops_plugin.jsonl import read_jsonl
 from tops_plugin.openrlhf import TrainLength, meta_path, prompt_messages
 from tops_plugin.tokens import default_tokenizer_dir
@@ -82,7 +84,7 @@ def test_judge_then_select_gives_openrlhf_only_whole_finished_targets(tmp_path, 
         "selection": {"random": True, "add_seed_low": False},
         "training": {"common": {"max_len": max_len}},
     })
-    run = Path(recipe.run_dir)
+    layout = RunLayout(Path(recipe.run_dir))
     effort_gens = [
         record("a", 0, CUT_EARLY, finish_reason="length"),  # correct but cut: never a target
         record("a", 1, FINISHED, finish_reason="stop"),
@@ -94,7 +96,7 @@ def test_judge_then_select_gives_openrlhf_only_whole_finished_targets(tmp_path, 
         record("e", 0, FINISHED, tokens=-1),
         record("e", 1, FINISHED, effort="ultra"),
     ]
-    write_lines(run / "effort" / "generations.jsonl", effort_gens)
+    write_lines(layout.effort.generations, effort_gens)
     iter_gens = [
         record("p", 0, CUT_EARLY, finish_reason="length"),
         record("p", 1, FINISHED, finish_reason="stop"),
@@ -102,21 +104,21 @@ def test_judge_then_select_gives_openrlhf_only_whole_finished_targets(tmp_path, 
         record("p", 3, "<think>12 + 30 = 41, I am sure. Or is it", finish_reason="length"),  # cut, no answer
         record("p", 4, "So \\boxed{43}.", finish_reason="stop"),  # wrong, fits
     ]
-    write_lines(run / "iter" / "generations.jsonl", iter_gens)
+    write_lines(layout.iteration.generations, iter_gens)
 
     for stage in ("judge", "select", "iter-judge", "iter-select"):
-        plan_stage(stage, recipe).run(run / "logs" / f"{stage}.log")
+        run_plan(plan_stage(stage, recipe), layout.log(stage))
 
-    judged = list(read_jsonl(run / "effort" / "judged.jsonl"))
+    judged = list(read_jsonl(layout.effort.judged))
     assert [(r["id"], r["sample"], r["verdict"], r["truncated"]) for r in judged] == [
         ("a", 0, "correct", True), ("a", 1, "correct", False), ("b", 0, "correct", True),
         ("c", 0, "correct", False), ("c", 1, "correct", False), ("d", 0, "correct", False)]
-    judge_meta = json.loads(meta_path(run / "effort" / "judged.jsonl").read_text())
+    judge_meta = json.loads(meta_path(layout.effort.judged).read_text())
     assert judge_meta["malformed"] == 3
     assert [line.split(": ", 1)[0].rsplit(":", 1)[1] for line in judge_meta["malformed_rows"]] == ["7", "8", "9"]
 
     for mode in ("shortest", "random"):
-        path = run / "select" / f"{mode}.jsonl"
+        path = layout.selected(mode)
         rows = list(read_jsonl(path))
         assert [(r["id"], r["sample"]) for r in rows] == [("a", 1), ("c", 1)]
         stats = json.loads(meta_path(path).read_text())["stats"]
@@ -133,13 +135,13 @@ def test_judge_then_select_gives_openrlhf_only_whole_finished_targets(tmp_path, 
             assert trained == row["response"][0]["content"] + "<|im_end|>"  # whole, not cut
             assert "Let me check with 204" not in trained
 
-    sft = list(read_jsonl(run / "iter" / "sft.jsonl"))
+    sft = list(read_jsonl(layout.iteration_data("sft")))
     assert [(r["id"], r["sample"]) for r in sft] == [("p", 1)]
-    pairs = list(read_jsonl(run / "iter" / "dpo.jsonl"))
+    pairs = list(read_jsonl(layout.iteration_data("dpo")))
     assert [(p["chosen_sample"], p["rejected_sample"]) for p in pairs] == [(1, 4)]
-    dpo_stats = json.loads(meta_path(run / "iter" / "dpo.jsonl").read_text())["stats"]
+    dpo_stats = json.loads(meta_path(layout.iteration_data("dpo")).read_text())["stats"]
     assert dpo_stats["excluded"] == {"over_max_len_rejected": 1, "truncated_correct": 1}
-    data, strategy = load(run / "iter" / "dpo.jsonl", prompt_key="prompt", chosen_key="chosen",
+    data, strategy = load(layout.iteration_data("dpo"), prompt_key="prompt", chosen_key="chosen",
                           rejected_key="rejected")
     dataset = openrlhf_datasets.RewardDataset(data, tokenizer, max_len, strategy, is_dpo=True, num_processors=1)
     chosen_ids, _, reject_ids, _, prompt_len = dataset[0]
