@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tops_plugin.generation.base import GenerationRequest
-from tops_plugin.cli.args import command_parser, positive_int
+from tops_plugin.cli.args import add_renamed, command_parser, positive_int
 from tops_plugin.jsonl import read_jsonl, write_jsonl
 
 __all__ = ["ROLES", "SolverBackend", "make_problem", "make_problems", "worked_solution", "write_problem_sets"]
@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("output", nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # former spelling
     parser.add_argument("--levels", type=positive_int, default=4, metavar="N",
                         help="hardest level (operations per problem)")
-    for role, size in DEFAULT_SIZES.items():
-        parser.add_argument(f"--{role}", type=positive_int, default=size, metavar="N", help=f"{role} problems per level")
+    for role, size in DEFAULT_SIZES.items():  # --seed etc. were the former spellings (--seed is a random seed elsewhere)
+        add_renamed(parser, f"--{role}-problems", old=f"--{role}", type=positive_int, default=size, metavar="N",
+                    help=f"{role} problems per level")
     parser.add_argument("--gsm8k", metavar="FILE", help="also copy the first --gsm8k-limit rows of this GSM8K "
                         "test file to DIR/gsm8k_test.jsonl (the evaluation's GSM8K slice)")
     parser.add_argument("--gsm8k-limit", type=positive_int, default=8, metavar="N", help="rows of --gsm8k to copy")
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sizes = {role: getattr(args, role) for role in DEFAULT_SIZES}
+    sizes = {role: getattr(args, f"{role}_problems") for role in DEFAULT_SIZES}
     for role, path in write_problem_sets(args.output, sizes, args.levels).items():
         print(f"{role}: {sizes[role] * args.levels} problems -> {path}")
     if args.gsm8k:
