@@ -174,13 +174,13 @@ def _training_config(tmp_path: Path) -> Path:
 
 
 def test_training_stage_refuses_an_empty_dataset_before_launching(tmp_path, capsys):
-    config = _training_config(tmp_path)
-    write_jsonl(RunLayout(tmp_path / "run").seed_sft, [])
+    config, layout = _training_config(tmp_path), RunLayout(tmp_path / "run")
+    write_jsonl(layout.seed_sft, [])
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 1
     err = capsys.readouterr().err
     assert "sft.jsonl has no rows: nothing to train" in err and "saved" not in err  # the launcher never ran
-    assert not RunLayout(tmp_path / "run").model("tag").exists()
-    write_jsonl(RunLayout(tmp_path / "run").seed_sft, [{"prompt": [], "response": [], "id": 1, "tokens": 1}] * 3)
+    assert not layout.model("tag").exists()
+    write_jsonl(layout.seed_sft, [{"prompt": [], "response": [], "id": 1, "tokens": 1}] * 3)
     recipe = yaml.safe_load(config.read_text())
     recipe["training"]["tag_sft"]["batch_size"] = 4
     config.write_text(yaml.safe_dump(recipe))
@@ -189,17 +189,17 @@ def test_training_stage_refuses_an_empty_dataset_before_launching(tmp_path, caps
 
 
 def test_training_stage_renames_its_model_only_on_success(tmp_path, capsys, monkeypatch):
-    config = _training_config(tmp_path)
-    model = RunLayout(tmp_path / "run").model("tag")
+    config, layout = _training_config(tmp_path), RunLayout(tmp_path / "run")
+    model, partial = layout.model("tag"), layout.model_partial("tag")
     monkeypatch.setenv("FAKE_EXIT", "1")
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 1
     err = capsys.readouterr().err
     assert "stage 'tag-sft' failed: exit status 1" in err and "--module openrlhf.cli.train_sft" in err
     assert "ckpt marker present: True" in err  # the last lines of the log
-    assert not model.exists() and RunLayout(tmp_path / "run").model_partial("tag").exists()
+    assert not model.exists() and partial.exists()
     monkeypatch.setenv("FAKE_EXIT", "0")
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 0
-    assert (model / "config.json").exists() and not RunLayout(tmp_path / "run").model_partial("tag").exists()
+    assert (model / "config.json").exists() and not partial.exists()
     capsys.readouterr()
     assert tops.main(["--config", str(config), "--stage", "tag-sft"]) == 0
     assert "up to date" in capsys.readouterr().out
