@@ -10,6 +10,7 @@ import os
 import pytest
 
 from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend
+from tops_plugin.generation import vllm as vllm_backend
 from tops_plugin.generation.vllm import CPU_KV_CACHE_BYTES, cpu_engine_defaults
 from tops_plugin.jsonl import read_jsonl
 
@@ -30,6 +31,24 @@ def test_cpu_defaults_fill_in_only_what_is_not_given(monkeypatch):
     assert given == {"enforce_eager": False, "enable_chunked_prefill": False, "gpu_memory_utilization": 0.3}
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")  # vLLM's own knob sizes the cache: leave it to vLLM
     assert "kv_cache_memory_bytes" not in cpu_engine_defaults({})
+
+
+@needs_vllm
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_cpu_engine_core_runs_in_process_unless_the_user_chose(monkeypatch, preset):
+    """On CPU the engine core runs in the calling process (two fewer processes importing torch and vLLM
+    per load); a `VLLM_ENABLE_V1_MULTIPROCESSING` the user set is left alone."""
+    import vllm
+
+    if preset is None:
+        monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    else:
+        monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", preset)
+    seen = {}
+    monkeypatch.setattr(vllm_backend, "on_cpu", lambda: True)
+    monkeypatch.setattr(vllm, "LLM", lambda **kwargs: seen.update(kwargs, env=os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"]))
+    vllm_backend.default_engine("smollm2-135m")
+    assert seen["env"] == (preset or "0") and seen["enforce_eager"] is True
 
 
 @pytest.fixture(scope="session")
