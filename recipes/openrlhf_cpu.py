@@ -20,6 +20,10 @@ Flags the CPU cannot honour are refused before anything loads, naming the flag: 
 (`--ds.attn_implementation` must be `sdpa` or `eager`) and `--ds.packing_samples` (it needs
 FlashAttention's varlen kernels). `--ds.adam_offload` selects DeepSpeed's CPU Adam, ~10x faster here.
 PPO is not covered: its weight sync to vLLM needs NCCL.
+
+DeepSpeed compiles its CPU ops (CPU Adam, shared-memory collectives) with g++ the first time a trainer
+loads them: minutes, once per machine. `python -m recipes.openrlhf_cpu --build-ops` does it ahead of time
+(`make install` runs it), so no training run pays for it.
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ import sys
 import types
 from collections.abc import Sequence
 
-__all__ = ["CPU_MODULES", "check_flags", "cpu_command", "cuda_available", "install_patches", "main"]
+__all__ = ["CPU_MODULES", "CPU_OPS", "build_ops", "check_flags", "cpu_command", "cuda_available", "install_patches",
+           "main"]
 
 CPU_MODULES = ("openrlhf.cli.train_sft", "openrlhf.cli.train_dpo")
+#: DeepSpeed's CPU op builders the trainers load: CPU Adam (`--ds.adam_offload`) and the shared-memory
+#: collectives its CPU accelerator uses for every all-reduce.
+CPU_OPS = ("CPUAdamBuilder", "ShareMemCommBuilder")
 _FLASH_ATTN_MODULES = ("flash_attn", "flash_attn.bert_padding", "flash_attn.utils", "flash_attn.utils.distributed")
 _FLASH_ATTN_NAMES = {
     "flash_attn.bert_padding": ("index_first_axis", "pad_input", "rearrange", "unpad_input"),
@@ -112,10 +120,26 @@ def install_patches() -> None:
     torch.cuda.current_device = lambda: "cpu"
 
 
+def build_ops() -> None:
+    """Compile DeepSpeed's CPU ops into torch's extension cache (`TORCH_EXTENSIONS_DIR`, by default
+    ~/.cache/torch_extensions); an op already built there loads in about a second."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    for name in CPU_OPS:
+        accelerator.create_op_builder(name).load(verbose=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--build-ops"]:
+        build_ops()
+        print(f"DeepSpeed CPU ops ready: {', '.join(CPU_OPS)}")
+        return 0
     if not argv or argv[0] not in CPU_MODULES:
-        print(f"usage: python -m {__name__} {{{','.join(CPU_MODULES)}}} OPENRLHF_FLAGS…", file=sys.stderr)
+        print(f"usage: python -m {__name__} {{{','.join(CPU_MODULES)}}} OPENRLHF_FLAGS…\n"
+              f"       python -m {__name__} --build-ops", file=sys.stderr)
         return 2
     module, args = argv[0], argv[1:]
     try:

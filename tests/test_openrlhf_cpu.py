@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,18 @@ print("ok")
 def test_patches_let_openrlhf_models_import_and_cuda_calls_pass():
     result = subprocess.run([sys.executable, "-c", PATCH_CHECK], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+@needs_trainer_stack
+def test_build_ops_leaves_deepspeeds_cpu_ops_in_the_extension_cache():
+    """`make install` runs this so that no training run compiles them (minutes with g++ on first use)."""
+    result = subprocess.run([sys.executable, "-m", "recipes.openrlhf_cpu", "--build-ops"], capture_output=True,
+                            text=True, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "DeepSpeed CPU ops ready: CPUAdamBuilder, ShareMemCommBuilder" in result.stdout
+    cache = Path(os.environ.get("TORCH_EXTENSIONS_DIR", Path.home() / ".cache" / "torch_extensions"))
+    for op in ("cpu_adam", "deepspeed_shm_comm"):
+        assert list(cache.glob(f"**/{op}/{op}.so")), f"{op} not built under {cache}"
 
 
 def _write_rows(path: Path, rows: list[dict]) -> Path:
