@@ -21,6 +21,10 @@ Flags the CPU cannot honour are refused before anything loads, naming the flag: 
 FlashAttention's varlen kernels). `--ds.adam_offload` selects DeepSpeed's CPU Adam, ~10x faster here.
 PPO is not covered: its weight sync to vLLM needs NCCL.
 
+Threads: unless `OMP_NUM_THREADS` is set, a run uses the cores idle when it starts (`training_threads`).
+On an idle machine every core speeds up each step; on a busy one, threads beyond the idle cores spend
+their time waiting for each other at every parallel region, so it takes what is free, at least one.
+
 DeepSpeed compiles its CPU ops (CPU Adam, shared-memory collectives) with g++ the first time a trainer
 loads them: minutes, once per machine. `python -m recipes.openrlhf_cpu --build-ops` does it ahead of time
 (`make install` runs it), so no training run pays for it.
@@ -37,7 +41,7 @@ import types
 from collections.abc import Sequence
 
 __all__ = ["CPU_MODULES", "CPU_OPS", "build_ops", "check_flags", "cpu_command", "cuda_available", "install_patches",
-           "main"]
+           "main", "training_threads"]
 
 CPU_MODULES = ("openrlhf.cli.train_sft", "openrlhf.cli.train_dpo")
 #: DeepSpeed's CPU op builders the trainers load: CPU Adam (`--ds.adam_offload`) and the shared-memory
@@ -120,6 +124,15 @@ def install_patches() -> None:
     torch.cuda.current_device = lambda: "cpu"
 
 
+def training_threads(sample_s: float = 0.5) -> int:
+    """The cores idle right now (CPU use sampled over `sample_s` seconds, rounded), at least one."""
+    import psutil
+
+    cores = os.cpu_count() or 1
+    busy = psutil.cpu_percent(interval=sample_s) / 100 * cores
+    return max(1, min(cores, round(cores - busy)))
+
+
 def build_ops() -> None:
     """Compile DeepSpeed's CPU ops into torch's extension cache (`TORCH_EXTENSIONS_DIR`, by default
     ~/.cache/torch_extensions); an op already built there loads in about a second."""
@@ -151,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                        ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if "OMP_NUM_THREADS" not in os.environ:  # before torch loads OpenMP: it reads this once
+        os.environ["OMP_NUM_THREADS"] = str(training_threads())
+    print(f"CPU training: {os.environ['OMP_NUM_THREADS']} thread(s)", file=sys.stderr, flush=True)
     install_patches()
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

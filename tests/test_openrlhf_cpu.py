@@ -94,6 +94,15 @@ def test_patches_let_openrlhf_models_import_and_cuda_calls_pass():
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
+@pytest.mark.parametrize(("busy_percent", "threads"), [(0.0, 2), (20.0, 2), (30.0, 1), (100.0, 1)])
+def test_training_takes_the_cores_idle_at_start_at_least_one(monkeypatch, busy_percent, threads):
+    import psutil
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: busy_percent)
+    assert openrlhf_cpu.training_threads() == threads
+
+
 @needs_trainer_stack
 def test_build_ops_leaves_deepspeeds_cpu_ops_in_the_extension_cache():
     """`make install` runs this so that no training run compiles them (minutes with g++ on first use)."""
