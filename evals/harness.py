@@ -3,8 +3,9 @@
 The run directory (`evals.layout.RunFiles`) is the only state, so a killed run is finished by rerunning
 the same command. The responses come from the run's one source (`evals.sources`: a model generating
 them, or a file of responses made elsewhere). A rerun generates only the missing (id, effort, sample)
-triples and judges only rows not yet in samples.jsonl. A setting that would mix incompatible samples (another model, temperature, seed, token
-budget, prompt text, tokenizer or data file) is refused with the key that differs.
+triples and judges only rows not yet in samples.jsonl. A setting that would mix incompatible samples
+(another model, temperature, seed, token budget, prompt text, tokenizer or data file) is refused with the
+key that differs.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ from evals.benchmarks import BenchmarkData, load_benchmarks
 from evals.config import EvalConfig
 from evals.layout import RunFiles
 from evals.metrics import level_name, metric_row, summarize
+from evals.plots import write_plots
+from evals.report import render_report
 from evals.sources import Progress, SampleKey, SampleSource, sample_key, sample_source
+from tops_plugin.answers import THINKING_TAGS, split_thinking
 from tops_plugin.jsonl import append_jsonl, atomic_writer, dumps, read_jsonl, repair_tail
+from tops_plugin.judging import UNSETTLED_VERDICTS, judge_rows
 from tops_plugin.prompts import effort_label, effort_sort_key
+from tops_plugin.tokens import load_tokenizer, with_token_counts
+from tops_plugin.verifier import Verifier
 
 __all__ = ["ConfigMismatch", "RunResult", "counted_text", "run_eval"]
 
@@ -95,8 +102,6 @@ def judged_keys(samples_path: Path) -> dict[SampleKey, str | None]:
     """Samples already in samples.jsonl (after cutting a torn last line), each with the `judge_key` of its
     verdict: what decided it (response, gold, truncation, checker version; None for rows without one, and
     for a `timeout` or `error` verdict, which depends on the machine, not on the row: judged again)."""
-    from tops_plugin.judging import UNSETTLED_VERDICTS
-
     if not samples_path.exists():
         return {}
     repair_tail(samples_path)
@@ -125,8 +130,6 @@ def counted_text(response: str, count: str) -> str:
     """The part of a response whose tokens `tokens` holds. `response`: all of it. `thought`: only the thought
     part of a thought-and-summary response (Sky-T1 / STILL-2 `<|begin_of_thought|>…<|end_of_thought|>`, or
     `<think>…</think>`), as the paper counts such models; a response with no thought block counts whole."""
-    from tops_plugin.answers import THINKING_TAGS, split_thinking
-
     if count == "response":
         return response
     reasoning, _final = split_thinking(response)
@@ -151,13 +154,10 @@ def judge_to_samples(
     """Count tokens, judge, and append to samples.jsonl.
 
     Rows keep the `tokens` they carry unless `recount` or --tokenizer is set (a --responses file's counts
-    may come from another tokenizer; generation records hold the Qwen2.5 count the backend wrote). With `count_tokens="thought"` every row is recounted over its thought part (`counted_text`) and the
-    whole response's count is kept as `response_tokens`.
+    may come from another tokenizer; generation records hold the Qwen2.5 count the backend wrote). With
+    `count_tokens="thought"` every row is recounted over its thought part (`counted_text`) and the whole
+    response's count is kept as `response_tokens`.
     """
-    from tops_plugin.judging import judge_rows
-    from tops_plugin.tokens import load_tokenizer, with_token_counts
-    from tops_plugin.verifier import Verifier
-
     tokenizer = load_tokenizer(config.tokenizer)
     if config.count_tokens == "response":
         counted = with_token_counts(rows, tokenizer=tokenizer, recount=recount or config.tokenizer is not None,
@@ -269,9 +269,6 @@ def run_eval(config: EvalConfig, progress: Progress | None = None) -> RunResult:
 
 def _run_in(files: RunFiles, config: EvalConfig, data: list[BenchmarkData], progress: Progress | None) -> RunResult:
     """The run itself, in an existing directory."""
-    from evals.plots import write_plots
-    from evals.report import render_report
-
     source = sample_source(config, data, files)
     identity = check_identity(files, sample_identity(config, data, source))
     with atomic_writer(files.config, "w") as handle:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from evals.benchmarks import BENCHMARKS, BenchmarkData, local_ids
 from evals.config import RESPONSES_BACKEND, EvalConfig
 from evals.layout import RunFiles
+from tops_plugin import generation
 from tops_plugin.jsonl import JsonlError, read_jsonl, read_jsonl_numbered, sha256_file
 from tops_plugin.judging import is_truncated, judge_key
 from tops_plugin.prompts import EFFORTS, build_messages, effort_label
@@ -92,7 +93,7 @@ class ModelSamples:
     def __init__(self, config: EvalConfig, data: list[BenchmarkData], files: RunFiles) -> None:
         self.config, self.data, self.files = config, data, files
         self.efforts = set(config.generation_efforts)
-        self.generation: dict[str, dict] = {}
+        self.counts: dict[str, dict] = {}
 
     def identity(self) -> dict[str, Any]:
         config = self.config
@@ -101,12 +102,10 @@ class ModelSamples:
 
     def prepare(self, progress: Progress | None) -> None:
         """Generate what each benchmark's generation file lacks, keeping per-benchmark counts."""
-        from tops_plugin.generation import generate_to_file, load_backend
-
         config = self.config
         if progress is not None:  # loading weights can take minutes: a stage of its own, so it shows
             progress(f"load {config.model}", 0, 1)
-        backend = load_backend(config.backend, config.model, **dict(config.backend_options))
+        backend = generation.load_backend(config.backend, config.model, **dict(config.backend_options))
         if progress is not None:
             progress(f"load {config.model}", 1, 1)
         try:
@@ -117,9 +116,9 @@ class ModelSamples:
                     if progress is not None:
                         progress(stage, event.done, event.total)
 
-                result = generate_to_file(backend, build_requests(config, item), self.files.generations(item.name),
-                                          report)
-                self.generation[item.name] = {
+                result = generation.generate_to_file(backend, build_requests(config, item),
+                                                     self.files.generations(item.name), report)
+                self.counts[item.name] = {
                     "generated": result.records,
                     "already_done": result.skipped,
                     "planned": result.planned,
@@ -155,7 +154,7 @@ class ModelSamples:
         return row.get("effort") in self.efforts and int(row.get("sample", 0)) < self.config.n_samples
 
     def record(self, stats: Counter) -> dict[str, Any]:
-        return {"generation": self.generation}
+        return {"generation": self.counts}
 
 
 class FileSamples:
@@ -278,13 +277,11 @@ def sample_source(config: EvalConfig, data: list[BenchmarkData], files: RunFiles
     return ModelSamples(config, data, files)
 
 
-def build_requests(config: EvalConfig, data: BenchmarkData) -> list:
+def build_requests(config: EvalConfig, data: BenchmarkData) -> list[generation.GenerationRequest]:
     """One request per (problem, effort, sample i), sample i seeded with `seed + i`."""
-    from tops_plugin.generation import GenerationRequest, SamplingParams
-
     requests = []
     for index in range(config.n_samples):
-        sampling = SamplingParams(
+        sampling = generation.SamplingParams(
             temperature=0.0 if config.greedy else config.temperature,
             top_p=config.top_p,
             max_tokens=config.max_tokens,
@@ -292,7 +289,6 @@ def build_requests(config: EvalConfig, data: BenchmarkData) -> list:
         )
         for problem in data.problems:
             for effort in config.generation_efforts:
-                requests.append(
-                    GenerationRequest(problem, effort, n_samples=config.n_samples, sampling=sampling, samples=(index,))
-                )
+                requests.append(generation.GenerationRequest(problem, effort, n_samples=config.n_samples,
+                                                             sampling=sampling, samples=(index,)))
     return requests
