@@ -6,13 +6,13 @@ and writes ``DIR/analysis.json``, ``DIR/rounds.jsonl`` (each response's rounds, 
 ``DIR/report.md`` and PNG plots.
 
 Rows lacking ``tokens`` or a verdict are counted and judged by the library's one path for each
-(`tops_plugin.tokens.with_token_counts`, `tops_plugin.judging.judge_rows`) before `analyze`.
+(`tops_plugin.tokens.with_token_counts`, `tops_plugin.judging.rows.judge_rows`) before `analyze`.
 
-* Rounds: every response is split by `tops_plugin.rounds`; each round's answer is judged
+* Rounds: every response is split by `tops_plugin.rounds.splitter`; each round's answer is judged
   against the gold answer by the checker. Means per effort, per benchmark and per MATH level, over
   correct final answers (the paper's restriction; the top-level numbers of each group) and over all
   responses (``"all"``). With ``--judge``, a language model also counts rounds under the paper's
-  definition (`tops_plugin.round_judge`), reported beside the deterministic count.
+  definition (`tops_plugin.rounds.judge`), reported beside the deterministic count.
 * Length and accuracy: accuracy by token-length bins (quantiles of each benchmark's lengths) and by
   effort per benchmark; the effort that maximises accuracy per difficulty level (MATH level, else the
   benchmark); the share of problems where a shorter response was correct and a longer one wrong. Each
@@ -38,13 +38,13 @@ from evals.metrics import level_name, level_sort_key, wilson_interval
 from evals.plots import write_analysis_plots
 from evals.report import analysis_markdown
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
+from tops_plugin.judging.rows import judge_in_process
 from tops_plugin.prompts import effort_label, effort_sort_key
-from tops_plugin.round_judge import JudgeItem, RoundJudge
-from tops_plugin.rounds import (
+from tops_plugin.rounds.judge import JudgeItem, RoundJudge
+from tops_plugin.rounds.splitter import (
     DEFAULT_CONFIG,
     CheckMany,
     RoundConfig,
-    check_in_process,
     count_rounds,
     judge_answers,
     split_rounds,
@@ -147,7 +147,7 @@ def _counting(check_many: CheckMany | None, progress: Progress | None) -> CheckM
     """Wrap the checker so each verdict reports progress (the pairs reaching it are distinct)."""
     if progress is None:
         return check_many
-    check = check_many or check_in_process
+    check = check_many or judge_in_process
 
     def counted(pairs: Iterable[tuple[str, str]]):
         todo = list(pairs)

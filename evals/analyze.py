@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from evals.analysis import EQUATION_MODES, AnalysisConfig, analyze, load_samples, write_outputs
 from evals.layout import AnalysisFiles, samples_file
 from evals.report import display_name, num, pct
-from tops_plugin.jsonl import JsonlError
 from tops_plugin.cli.args import add_renamed, command_parser, positive_float, positive_int
-from tops_plugin.round_judge import RoundJudge
-from tops_plugin.verifier import DEFAULT_TIMEOUT_S
+from tops_plugin.jsonl import JsonlError
+from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S
+from tops_plugin.rounds.judge import RoundJudge
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     from tops_plugin.cli.progress import ProgressDisplay
-    from tops_plugin.judging import judge_rows
+    from tops_plugin.judging.rows import judge_rows
+    from tops_plugin.judging.verifier import Verifier
     from tops_plugin.tokens import with_token_counts
-    from tops_plugin.verifier import Verifier
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     judge = None
     if args.judge:
-        from tops_plugin.round_judge import openai_complete
+        from tops_plugin.rounds.judge import openai_complete
 
         complete = openai_complete(args.judge_model, args.judge_base_url, args.judge_api_key_env)
         judge = RoundJudge(complete, args.judge_model, args.judge_cache or AnalysisFiles(args.output).judge_cache)

@@ -26,12 +26,12 @@ from evals.metrics import level_name, metric_row, summarize
 from evals.plots import write_plots
 from evals.report import render_report
 from evals.sources import Progress, SampleKey, SampleSource, sample_key, sample_source
-from tops_plugin.answers import THINKING_TAGS, split_thinking
 from tops_plugin.jsonl import append_jsonl, atomic_writer, dumps, read_jsonl, repair_tail
-from tops_plugin.judging import UNSETTLED_VERDICTS, judge_rows
+from tops_plugin.judging.answers import THINKING_TAGS, split_thinking
+from tops_plugin.judging.rows import UNSETTLED_VERDICTS, judge_rows
+from tops_plugin.judging.verifier import Verifier
 from tops_plugin.prompts import effort_label, effort_sort_key
 from tops_plugin.tokens import load_tokenizer, with_token_counts
-from tops_plugin.verifier import Verifier
 
 __all__ = ["ConfigMismatch", "RunResult", "counted_text", "run_eval"]
 

@@ -23,7 +23,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from tops_plugin.judging import is_truncated
+from tops_plugin.judging.rows import is_truncated
 from tops_plugin.tokens import o1_hidden_tokens
 
 __all__ = [

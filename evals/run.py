@@ -33,7 +33,7 @@ from tops_plugin.cli.args import (
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.cli.progress import ProgressDisplay
 from tops_plugin.prompts import EFFORTS
-from tops_plugin.verifier import DEFAULT_TIMEOUT_S
+from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S
 
 
 def build_parser() -> argparse.ArgumentParser:

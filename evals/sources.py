@@ -19,7 +19,7 @@ from evals.config import RESPONSES_BACKEND, EvalConfig
 from evals.layout import RunFiles
 from tops_plugin import generation
 from tops_plugin.jsonl import JsonlError, read_jsonl, read_jsonl_numbered, sha256_file
-from tops_plugin.judging import is_truncated, judge_key
+from tops_plugin.judging.rows import is_truncated, judge_key
 from tops_plugin.prompts import EFFORTS, build_messages, effort_label
 
 __all__ = [

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tops_plugin.jsonl import read_jsonl  # noqa: E402
-from tops_plugin.verifier import Verifier  # noqa: E402
+from tops_plugin.judging.verifier import Verifier  # noqa: E402
 
 LABELED = REPO.parent / "shared" / "labeled" / "labeled_dev.jsonl"
 
@@ -66,7 +66,7 @@ def peak_rss_mb(n_rows: int) -> float:
     code = f"""
 import resource, sys
 sys.path.insert(0, {str(REPO)!r})
-from tops_plugin.verifier import Verifier
+from tops_plugin.judging.verifier import Verifier
 rows = ((rf"The total is \\boxed{{{{{{i % 97}}}}}}.", str(i % 89)) for i in range({n_rows}))
 if __name__ == "__main__":
     with Verifier(workers=2, timeout=5) as v:

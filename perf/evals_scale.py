@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from evals.benchmarks import load_benchmarks  # noqa: E402
 from evals.layout import RunFiles  # noqa: E402
 from tops_plugin.jsonl import dumps, read_jsonl  # noqa: E402
-from tops_plugin.verifier import Verifier  # noqa: E402
+from tops_plugin.judging.verifier import Verifier  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 BENCHES = ("gsm8k", "math500", "aime2024")

@@ -40,8 +40,8 @@ import aiohttp
 import psutil
 
 from tops_plugin.jsonl import read_jsonl
-from tops_plugin.reward import response_text
-from tops_plugin.verifier import Verifier
+from tops_plugin.judging.verifier import Verifier
+from tops_plugin.reward.scorer import response_text
 
 REPO = Path(__file__).resolve().parent.parent
 LABELED = Path(os.environ.get("TOPS_SHARED_DIR", REPO.parent / "shared")) / "labeled" / "labeled_dev.jsonl"

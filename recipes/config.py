@@ -194,7 +194,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class VerifierSettings:
-    """The verifier pool's size and per-item deadline (the pool itself: `tops_plugin.verifier.Verifier`)."""
+    """The verifier pool's size and per-item deadline (the pool itself: `tops_plugin.judging.verifier.Verifier`)."""
 
     workers: int | None = None  # None: one per CPU core
     timeout: float = 5.0
@@ -211,7 +211,7 @@ class Curation:
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    """Which TOPS datasets the select stage writes (the selection itself: `tops_plugin.selection`)."""
+    """Which TOPS datasets the select stage writes (the selection itself: `tops_plugin.selection.modes`)."""
 
     random: bool = False  # also write the Random baseline's dataset (and train it in random-sft)
     seed: int = 0
@@ -296,8 +296,8 @@ class Training:
 
 
 def _check_reward(reward: dict[str, Any]) -> None:
-    """The reward settings must make a `tops_plugin.reward.RewardConfig` (checked here, not on the cluster)."""
-    from tops_plugin.reward import RewardConfig
+    """The reward settings must make a `tops_plugin.reward.scorer.RewardConfig` (checked here, not on the cluster)."""
+    from tops_plugin.reward.scorer import RewardConfig
 
     known = [f.name for f in dataclasses.fields(RewardConfig)]
     unknown = sorted(set(map(str, reward)) - set(known))
@@ -314,7 +314,7 @@ class RL:
 
     prompts: tuple[ProblemSet, ...] = (ProblemSet("math_train.jsonl"),)
     model: str | None = None  # None: the TOPS model of this run
-    reward_url: str | None = None  # None: the installed recipes/reward_func.py
+    reward_url: str | None = None  # None: the installed tops_plugin/reward/reward_func.py
     estimator: Literal["gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo"] = (
         "reinforce_baseline"
     )
@@ -333,7 +333,7 @@ class RL:
     colocate_all: bool = True
     episodes: int = 1
     extra_flags: dict[str, Any] = field(default_factory=dict)
-    # The reward every rollout worker computes (`tops_plugin.reward.RewardConfig` keys: mode, floor,
+    # The reward every rollout worker computes (`tops_plugin.reward.scorer.RewardConfig` keys: mode, floor,
     # tolerance, timeout, workers = verifier processes per reward process); shipped with the job.
     reward: dict[str, Any] = field(default_factory=lambda: {"mode": "thinking_optimal"})
     # Where each prompt's shortest correct length (its label's `ref_tokens`) comes from: this run's
@@ -341,7 +341,7 @@ class RL:
     ref_tokens: Literal["iteration", "generate", "none"] = "iteration"
     ref_samples: int = 4  # ref_tokens: generate -- samples per prompt
     ship_plugin: bool = True  # send tops_plugin to every node with the job (Ray runtime_env py_modules)
-    # start: one shared tops_plugin.server on this machine judges for the whole job (large clusters),
+    # start: one shared tops_plugin.reward.server on this machine judges for the whole job (large clusters),
     # started before the job and stopped after it; the job reaches it at reward_server_host.
     reward_server: Literal["none", "start"] = "none"
     reward_server_host: str | None = None  # None: this machine's host name

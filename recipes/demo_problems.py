@@ -143,7 +143,8 @@ def worked_solution(problem: dict, effort: str | None) -> str:
 
 
 class SolverBackend:
-    """`load_backend("solver", "demo-solver")`: worked solutions of demo problems (rows with `steps`)."""
+    """`load_backend("recipes.demo_problems:SolverBackend", "demo-solver")` (the recipe's ``solver``):
+    worked solutions of demo problems (rows with `steps`)."""
 
     name = "solver"
 

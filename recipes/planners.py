@@ -144,7 +144,7 @@ def plan_effort_gen(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePla
 
 
 def _checker_version() -> str:
-    from tops_plugin.judging import checker_version
+    from tops_plugin.judging.rows import checker_version
 
     return checker_version()
 

@@ -59,7 +59,7 @@ def text_key(problem: str) -> str:
 def gold_from_solution(solution: str) -> str | None:
     """The gold answer of a worked solution: its last `\\boxed{}`; "" when math-verify cannot parse it,
     None when there is none."""
-    from tops_plugin.answers import last_boxed
+    from tops_plugin.judging.answers import last_boxed
 
     boxed = last_boxed(solution)
     if boxed is None or not boxed.strip():
@@ -69,7 +69,7 @@ def gold_from_solution(solution: str) -> str | None:
 
 def parses(answer: str) -> bool:
     """Whether math-verify reads `answer` as mathematics (not only as the raw string it falls back to)."""
-    from tops_plugin.answers import parse_gold
+    from tops_plugin.judging.answers import parse_gold
 
     parsed = parse_gold(answer) or parse_gold.__wrapped__(answer)  # a parse timed out on a busy machine: again
     return any(not isinstance(item, str) for item in parsed)

@@ -1,12 +1,12 @@
 """The RL recipe's two files: prompts whose labels carry the thinking-optimal reference, and the Ray job's
 runtime environment that carries the reward to every node.
 
-Labels. The thinking-optimal reward (`tops_plugin.reward`) needs, per problem, the shortest known correct
+Labels. The thinking-optimal reward (`tops_plugin.reward.scorer`) needs, per problem, the shortest known correct
 response length (`ref_tokens`, Qwen2.5 tokens). It comes from judged samples of a model close to the one
 being trained -- the TOPS model's iteration samples, or a generation pass of the starting model -- as the
 shortest correct response the TOPS selection would pick (`iter-sft` selection). Each label is the JSON
 text of `{"answer": GOLD, "ref_tokens": N or null}` (text, so every row of the column has one type for
-the `datasets` loader OpenRLHF uses; `tops_plugin.reward.parse_label` reads it).
+the `datasets` loader OpenRLHF uses; `tops_plugin.reward.scorer.parse_label` reads it).
 
 Runtime environment. `ray job submit --runtime-env-json` gives every Ray worker of the job -- the vLLM
 engines that call the reward function included, on whichever node -- the job folder as working
@@ -50,7 +50,7 @@ REWARD_CONFIG_FILE = "reward.yaml"
 def reference_lengths(judged: Sequence[Path]) -> dict[str, tuple[int, str]]:
     """Per problem id: (shortest correct length in Qwen2.5 tokens -- the reward's unit --, the gold answer
     it was judged against), from judged generation records, chosen as TOPS's `iter-sft` selection chooses."""
-    from tops_plugin.selection import SelectionConfig, read_records, select
+    from tops_plugin.selection.modes import SelectionConfig, read_records, select
 
     golds: dict[str, str] = {}
     lengths: dict[str, tuple[int, str]] = {}
@@ -120,7 +120,7 @@ def _spread(values: list[int]) -> dict[str, float] | None:
 
 def write_job_dir(job_dir: Path, reward: Mapping[str, Any]) -> None:
     """The folder Ray ships to every node: the reward file and its configuration."""
-    from tops_plugin.reward import reward_func_path
+    from tops_plugin.reward.scorer import reward_func_path
 
     job_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(reward_func_path(), job_dir / REWARD_FILE)
@@ -131,7 +131,7 @@ def write_job_dir(job_dir: Path, reward: Mapping[str, Any]) -> None:
 def runtime_env(job_dir: Path, *, ship_plugin: bool, extra: Mapping[str, Any]) -> dict[str, Any]:
     """The job's Ray runtime environment: the job folder as working directory, `tops_plugin` (when
     shipped) in `py_modules`, the reward config's path in `env_vars`; `extra` fields are merged in."""
-    from tops_plugin.reward import CONFIG_ENV
+    from tops_plugin.reward.scorer import CONFIG_ENV
 
     import tops_plugin
 

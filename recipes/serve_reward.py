@@ -1,7 +1,7 @@
 """`tops-serve-reward --port P --config reward.yaml -- COMMAND…` (`python -m recipes.serve_reward`): run COMMAND beside a shared
 reward server, started before it and stopped after it.
 
-The RL stage uses it when `rl.reward_server: start`: one `tops_plugin.server` on this machine judges for
+The RL stage uses it when `rl.reward_server: start`: one `tops_plugin.reward.server` on this machine judges for
 every rollout worker of the cluster, instead of one verifier pool per vLLM engine. The server needs a
 token off loopback and OpenRLHF sends it in the URL, so the token stays out of the plan, the manifest and
 the logs: COMMAND carries the placeholder `{token}`, replaced here by `$TOPS_REWARD_TOKEN` or, when unset,
@@ -22,7 +22,7 @@ import urllib.request
 from urllib.parse import quote
 
 from tops_plugin.cli.args import command_parser, input_file, port, positive_float
-from tops_plugin.server import TOKEN_ENV
+from tops_plugin.reward.server import TOKEN_ENV
 
 TOKEN_PLACEHOLDER = "{token}"
 

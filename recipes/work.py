@@ -21,6 +21,11 @@ __all__ = ["before_training", "generate", "judge", "judge_meta", "read_problems"
 
 log = logging.getLogger(__name__)
 
+#: The recipe's own generation backends, by the name a config gives them (others: `load_backend`'s names).
+RECIPE_BACKENDS: dict[str, str] = {
+    "solver": "recipes.demo_problems:SolverBackend",  # worked solutions of the CPU demo's problems
+}
+
 
 def read_problems(recipe: Recipe, sets: Sequence[ProblemSet]) -> list[dict]:
     """The problems of `sets` (local files or hub datasets), each cut and sampled as configured; a bad row
@@ -45,7 +50,7 @@ def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[Prob
         partial.unlink(missing_ok=True)
     name = backend_name or g.backend
     log.info("generating %d requests x %d samples with %s:%s -> %s", len(requests), n_samples, name, model, partial)
-    backend = load_backend(name, model, **(g.options if name == g.backend else {}))
+    backend = load_backend(RECIPE_BACKENDS.get(name, name), model, **(g.options if name == g.backend else {}))
     try:
         progress = None if ctx.hooks.progress is None else (lambda event: ctx.hooks.progress(ctx.stage, event))
         summary = generate_to_file(backend, requests, partial, progress=progress)
@@ -65,11 +70,11 @@ def generate(ctx: RunContext, recipe: Recipe, *, model: str, sets: Sequence[Prob
 
 
 def judge(recipe: Recipe, src: Path, dst: Path) -> None:
-    """Every record of `src` with verdict fields added (`tops_plugin.judging`: cut-off responses are judged
+    """Every record of `src` with verdict fields added (`tops_plugin.judging.rows`: cut-off responses are judged
     and marked as such), in order, written atomically to `dst`. A malformed record names its line."""
-    from tops_plugin.judging import judge_rows
-    from tops_plugin.selection import GOLD_KEYS, read_records
-    from tops_plugin.verifier import Verifier
+    from tops_plugin.judging.rows import judge_rows
+    from tops_plugin.selection.modes import GOLD_KEYS, read_records
+    from tops_plugin.judging.verifier import Verifier
 
     bad: list = []
     with Verifier(workers=recipe.verifier.workers, timeout=recipe.verifier.timeout) as verifier:
@@ -84,7 +89,7 @@ def judge(recipe: Recipe, src: Path, dst: Path) -> None:
 def _write_judge_meta(dst: Path, src: Path, judged: int, bad: Sequence) -> None:
     """`judged.meta.json`: how many records were judged and which were skipped as malformed (file:line and
     reason), so that the selection's own meta file can count every exclusion back to the generations."""
-    from tops_plugin.openrlhf import meta_path
+    from tops_plugin.selection.openrlhf import meta_path
 
     meta = {"input": str(src), "judged": judged, "malformed": len(bad),
             "malformed_rows": [str(error) for error in bad[:1000]]}
@@ -95,7 +100,7 @@ def _write_judge_meta(dst: Path, src: Path, judged: int, bad: Sequence) -> None:
 
 def judge_meta(judged: Path) -> dict:
     """The judge stage's counts for `judged` (empty for a file judged elsewhere)."""
-    from tops_plugin.openrlhf import meta_path
+    from tops_plugin.selection.openrlhf import meta_path
 
     path = meta_path(judged)
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -104,8 +109,8 @@ def judge_meta(judged: Path) -> dict:
 def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, seed: Path | None = None) -> dict:
     """Run one selection mode over judged records and write the OpenRLHF dataset (with its sidecar);
     with `seed`, the low-effort rows of that curated seed file are added (under the same length limit)."""
-    from tops_plugin.openrlhf import write_dataset
-    from tops_plugin.selection import SelectionConfig, add_seed_rows, read_records, select
+    from tops_plugin.selection.openrlhf import write_dataset
+    from tops_plugin.selection.modes import SelectionConfig, add_seed_rows, read_records, select
 
     models, max_len = recipe.models, recipe.training.common.max_len
     config = SelectionConfig(mode=mode, seed=recipe.selection.seed, curation_tokenizer=models.curation_tokenizer,

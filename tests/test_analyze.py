@@ -10,7 +10,7 @@ from evals.analysis import AnalysisConfig, analyze, load_samples
 from evals.analyze import main
 from evals.layout import AnalysisFiles
 from tops_plugin.jsonl import JsonlError, write_jsonl
-from tops_plugin.round_judge import RoundJudge
+from tops_plugin.rounds.judge import RoundJudge
 
 # Rounds of each response (see tests/test_rounds.py for the splitter's rules):
 #   A  p1 low     100 tok  correct  1 round  (4)                       0 erroneous

@@ -1,10 +1,10 @@
-"""The checker on each answer format it promises to handle (tops_plugin.answers)."""
+"""The checker on each answer format it promises to handle (tops_plugin.judging.answers)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tops_plugin.answers import extract_answer, judge, last_boxed, normalize_answer, split_thinking
+from tops_plugin.judging.answers import extract_answer, judge, last_boxed, normalize_answer, split_thinking
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tops_plugin.jsonl import read_jsonl
-from tops_plugin.verifier import Verifier
+from tops_plugin.judging.verifier import Verifier
 
 ADJUDICATED = Path(__file__).parent / "data" / "labeled_dev_adjudicated.jsonl"
 
@@ -72,7 +72,7 @@ PROSE_CASES = (
 
 
 def test_real_answers_stated_in_prose(labeled_path: Path) -> None:
-    from tops_plugin.answers import judge
+    from tops_plugin.judging.answers import judge
 
     rows = {row["id"]: row for row in read_jsonl(labeled_path) if row["id"] in PROSE_CASES}
     assert set(rows) == set(PROSE_CASES)

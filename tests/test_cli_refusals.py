@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tops_plugin import server
 from tops_plugin.cli import args as cli_args
-from tops_plugin.cli import check, generate, select
-from tops_plugin.answers import judge
+from tops_plugin.cli import check, generate, select, serve
 from tops_plugin.jsonl import read_jsonl_numbered
+from tops_plugin.judging.answers import judge
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = [{"id": i, "response": rf"so the answer is \boxed{{{i}}}", "answer": str(i)} for i in range(3)]
@@ -58,13 +57,13 @@ def test_numeric_types_accept_sane_values() -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "nan", "inf"])
-@pytest.mark.parametrize("command", [check.main, select.main, server.main, generate.main])
+@pytest.mark.parametrize("command", [check.main, select.main, serve.main, generate.main])
 def test_every_command_refuses_a_meaningless_timeout_or_count(command, value, rows_file, tmp_path, capsys):
     out = str(tmp_path / "out.jsonl")
     argv = {
         check.main: [str(rows_file), "-o", out, "--timeout", value],
         select.main: [str(rows_file), "--mode", "shortest", "-o", out, "--timeout", value],
-        server.main: ["--timeout", value],
+        serve.main: ["--timeout", value],
         generate.main: [str(rows_file), "-o", out, "--max-tokens", value],
     }[command]
     err = refused(command, argv, capsys)
@@ -151,5 +150,5 @@ def test_integers_beyond_pythons_string_limit_are_judged(pred: str) -> None:
 def test_server_refuses_a_reward_config_with_meaningless_numbers(text, tmp_path, capsys) -> None:
     config = tmp_path / "reward.yaml"
     config.write_text(text)
-    err = refused(server.main, ["--config", str(config)], capsys)
+    err = refused(serve.main, ["--config", str(config)], capsys)
     assert "reward config" in err and "reward.yaml" in err

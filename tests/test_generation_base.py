@@ -258,3 +258,17 @@ def test_generate_command_refuses_duplicate_ids_naming_both_lines(tmp_path, caps
     err = " ".join(capsys.readouterr().err.split())
     assert "problems.jsonl:4: problem id 'p1' already used on line 2" in err and "nothing was generated" in err
     assert not out.exists()
+
+
+class EchoBackend:
+    def __init__(self, model: str, **options):
+        self.model, self.options = model, options
+
+
+def test_load_backend_takes_a_backend_of_its_own_as_module_colon_class():
+    backend = load_backend(f"{__name__}:EchoBackend", "m", batch_size=2)
+    assert isinstance(backend, EchoBackend) and (backend.model, backend.options) == ("m", {"batch_size": 2})
+    with pytest.raises(ValueError, match="no module 'no_such_pkg.backends'"):
+        load_backend("no_such_pkg.backends:Backend", "m")
+    with pytest.raises(ValueError, match="has no 'NoSuchBackend'"):
+        load_backend("types:NoSuchBackend", "m")

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tops_plugin.prompts import EFFORT_PROMPTS
-from tops_plugin.jsonl import read_jsonl, write_jsonl
 from tops_plugin.cli.select import main
+from tops_plugin.jsonl import read_jsonl, write_jsonl
+from tops_plugin.prompts import EFFORT_PROMPTS
 from tops_plugin.tokens import default_tokenizer_dir
 
 openrlhf_datasets = pytest.importorskip("openrlhf.datasets")
@@ -156,7 +156,7 @@ def test_max_len_excludes_before_choosing_so_openrlhf_cuts_nothing(tmp_path, tok
     written goes through OpenRLHF's datasets at max_length N whole, ending in EOS."""
     import json
 
-    from tops_plugin.openrlhf import TrainLength, meta_path, prompt_messages
+    from tops_plugin.selection.openrlhf import TrainLength, meta_path, prompt_messages
 
     folder = tmp_path / "chat-tokenizer"
     tokenizer.chat_template = chatml_template
@@ -207,7 +207,7 @@ def test_max_len_excludes_before_choosing_so_openrlhf_cuts_nothing(tmp_path, tok
 def test_without_a_chat_tokenizer_the_stand_in_is_named(tmp_path):
     import json
 
-    from tops_plugin.openrlhf import STAND_IN_CHAT_TOKENIZER, meta_path
+    from tops_plugin.selection.openrlhf import STAND_IN_CHAT_TOKENIZER, meta_path
 
     src, out = tmp_path / "gens.jsonl", tmp_path / "out.jsonl"
     write_jsonl(src, generations())

@@ -16,10 +16,10 @@ import yaml
 from recipes import tops
 from recipes.demo_problems import ROLES, SolverBackend, make_problems, worked_solution, write_problem_sets
 from recipes.layout import RunLayout
-from tops_plugin.answers import judge
-from tops_plugin.prompts import EFFORTS
 from tops_plugin.generation import GenerationRequest
 from tops_plugin.jsonl import read_jsonl
+from tops_plugin.judging.answers import judge
+from tops_plugin.prompts import EFFORTS
 from tops_plugin.tokens import count_tokens
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"

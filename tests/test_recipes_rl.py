@@ -136,7 +136,7 @@ def _chatml(messages: list[dict]) -> str:
 def test_openrlhf_executor_pays_thinking_optimal_rewards_from_the_rendered_command(paper_run, monkeypatch):
     agent = pytest.importorskip("openrlhf.utils.agent", reason="OpenRLHF 0.11 is not installed")
     transformers = pytest.importorskip("transformers")
-    import tops_plugin.reward as reward
+    import tops_plugin.reward.scorer as reward
     from tops_plugin.tokens import load_tokenizer
 
     paper_run.rl.work(None)  # the job folder, as the stage writes it before submitting
@@ -269,7 +269,7 @@ def test_a_node_missing_a_package_fails_at_start_up_naming_it(monkeypatch):
     import importlib.util
     import socket
 
-    from tops_plugin.reward import reward_func_path
+    from tops_plugin.reward.scorer import reward_func_path
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

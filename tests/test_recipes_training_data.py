@@ -15,7 +15,7 @@ from recipes.execute import run_plan
 from recipes.layout import RunLayout
 from recipes.planners import plan_stage
 from tops_plugin.jsonl import read_jsonl
-from tops_plugin.openrlhf import TrainLength, meta_path, prompt_messages
+from tops_plugin.selection.openrlhf import TrainLength, meta_path, prompt_messages
 from tops_plugin.tokens import default_tokenizer_dir
 
 openrlhf_datasets = pytest.importorskip("openrlhf.datasets")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tops_plugin.answers import Verdict
-from tops_plugin.reward import (
+from tops_plugin.judging.answers import Verdict
+from tops_plugin.reward.scorer import (
     CONFIG_ENV,
     LOG_KEYS,
     REWARD_MODES,
@@ -230,7 +230,7 @@ def test_thinking_optimal_scorer_counts_tokens_only_for_correct_with_reference()
 
 @pytest.fixture(scope="module")
 def verifier():
-    from tops_plugin.verifier import Verifier
+    from tops_plugin.judging.verifier import Verifier
 
     with Verifier(workers=2, timeout=2.0) as pool:
         yield pool

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tops_plugin.reward import reward_func_path
+from tops_plugin.reward.scorer import reward_func_path
 
 REPO = Path(__file__).resolve().parent.parent
 

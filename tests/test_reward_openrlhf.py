@@ -1,4 +1,4 @@
-"""Contract: the installed OpenRLHF loads recipes/reward_func.py and gets correct rewards through its own
+"""Contract: the installed OpenRLHF loads tops_plugin/reward/reward_func.py and gets correct rewards through its own
 reward path (`SingleTurnAgentExecutor.execute` -> `asyncio.to_thread(reward_func, ...)`), concurrently and
 within the deadline, hostile samples included. Only the vLLM engine is a stand-in."""
 
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tops_plugin.reward import CONFIG_ENV, LOG_KEYS, reward_func_path
+from tops_plugin.reward.scorer import CONFIG_ENV, LOG_KEYS, reward_func_path
 
 from openrlhf_engine import Engine
 
@@ -42,7 +42,7 @@ def hf_tokenizer():
 @pytest.fixture
 def reward_process(tmp_path, monkeypatch):
     """A fresh process-wide scorer configured through TOPS_REWARD_CONFIG; closed afterwards."""
-    import tops_plugin.reward as reward
+    import tops_plugin.reward.scorer as reward
 
     config = tmp_path / "reward.yaml"
     config.write_text(f"mode: thinking_optimal\nfloor: 0.5\ntimeout: {TIMEOUT_S}\nworkers: 2\n")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tops_plugin.answers import Verdict
-from tops_plugin.rounds import (
+from tops_plugin.judging.answers import Verdict
+from tops_plugin.rounds.splitter import (
     RoundConfig,
     count_rounds,
     judge_answers,
@@ -169,7 +169,7 @@ def test_judge_answers_checks_each_distinct_pair_once():
 
 
 def test_verifier_agrees_with_in_process_judging():
-    from tops_plugin.verifier import Verifier
+    from tops_plugin.judging.verifier import Verifier
 
     pairs = [("\\frac{1}{2}", "0.5"), ("3", "4"), ("\\dfrac{243}{625}", "\\frac{243}{625}")]
     with Verifier(workers=1, timeout=10) as verifier:

@@ -8,10 +8,10 @@ import types
 
 import pytest
 
-from tops_plugin.round_judge import (
+from tops_plugin.rounds.judge import (
     JudgeItem,
     RoundJudge,
-    build_messages,
+    judge_messages,
     cache_key,
     openai_complete,
     parse_reply,
@@ -34,7 +34,7 @@ class FakeModel:
 
 
 def test_prompt_states_the_definition_and_the_inputs():
-    system, user = build_messages(ITEM)
+    system, user = judge_messages(ITEM)
     assert system["role"] == "system" and user["role"] == "user"
     assert "complete reasoning or verification pass that reaches an answer" in system["content"]
     assert "erroneous step or reaches a wrong answer" in system["content"]
@@ -93,7 +93,7 @@ def test_cache_hit_skips_the_model_and_survives_a_restart(tmp_path):
     assert len(model.calls) == 1
 
     rows = [json.loads(line) for line in cache.read_text().splitlines()]
-    assert rows == [{"key": cache_key("judge-model", build_messages(ITEM)), "model": "judge-model",
+    assert rows == [{"key": cache_key("judge-model", judge_messages(ITEM)), "model": "judge-model",
                      "reply": '{"rounds": 2, "erroneous_rounds": 1}'}]
 
     fresh_model = FakeModel()
@@ -129,7 +129,7 @@ def test_failed_calls_are_unjudged_and_not_cached(tmp_path):
 
 def test_torn_cache_tail_is_ignored_then_repaired(tmp_path):
     cache = tmp_path / "cache.jsonl"
-    key = cache_key("m", build_messages(ITEM))
+    key = cache_key("m", judge_messages(ITEM))
     cache.write_text(json.dumps({"key": key, "model": "m", "reply": '{"rounds": 4, "erroneous_rounds": 3}'})
                      + '\n{"key": "abc", "mod')
     model = FakeModel()
@@ -166,7 +166,7 @@ def test_openai_complete_sends_the_model_and_key(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", types.SimpleNamespace(OpenAI=FakeOpenAI))
     monkeypatch.setenv("JUDGE_KEY", "sk-test")
     complete = openai_complete("gpt-4o", base_url="http://localhost:9/v1", api_key_env="JUDGE_KEY")
-    assert complete(build_messages(ITEM)) == '{"rounds": 1, "erroneous_rounds": 0}'
+    assert complete(judge_messages(ITEM)) == '{"rounds": 1, "erroneous_rounds": 0}'
     assert seen["client"]["api_key"] == "sk-test" and seen["client"]["base_url"] == "http://localhost:9/v1"
     assert seen["request"]["model"] == "gpt-4o" and seen["request"]["temperature"] == 0.0
-    assert seen["request"]["messages"] == build_messages(ITEM)
+    assert seen["request"]["messages"] == judge_messages(ITEM)

@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-from tops_plugin.efforts import SeedCurationConfig, curate_seed
-from tops_plugin.prompts import EFFORT_PROMPTS
+from tops_plugin.cli.select import main
 from tops_plugin.jsonl import JsonlError, read_jsonl, write_jsonl
 from tops_plugin.jsonl import sha256_file
-from tops_plugin.openrlhf import meta_path
-from tops_plugin.cli.select import main
-from tops_plugin.judging import judge_rows
-from tops_plugin.selection import SelectionConfig, read_records, select
+from tops_plugin.judging.rows import judge_rows
+from tops_plugin.prompts import EFFORT_PROMPTS
+from tops_plugin.selection.modes import SelectionConfig, read_records, select
+from tops_plugin.selection.openrlhf import meta_path
+from tops_plugin.selection.seeds import SeedCurationConfig, curate_seed
 
 
 def gen(pid, effort, sample, tokens, verdict, response=None, **extra):
@@ -260,7 +260,7 @@ def test_a_500_word_response_with_bad_tokens_is_not_the_shortest_pick(tmp_path, 
 
 def fake_check_many(seen):
     """Stands in for a Verifier's check_many: judges by exact match and records the calls."""
-    from tops_plugin.answers import Verdict
+    from tops_plugin.judging.answers import Verdict
 
     def check_many(items):
         for response, gold, truncated in items:
@@ -338,7 +338,7 @@ def test_cli_seed_then_shortest_with_low_effort_seed_rows(tmp_path, capsys):
 
 
 def test_cli_judge_with_the_verifier(tmp_path):
-    pytest.importorskip("tops_plugin.verifier")
+    pytest.importorskip("tops_plugin.judging.verifier")
     rows = [{"id": "a", "problem": "3 + 4?", "response": "So the answer is \\boxed{7}.", "answer": "7", "sample": 0},
             {"id": "a", "problem": "3 + 4?", "response": "The answer is \\boxed{3}. " * 20, "answer": "7", "sample": 1}]
     code, _, out = run_cli(tmp_path, rows, "--mode", "iter-dpo", "--judge", "--workers", "1")
@@ -452,7 +452,7 @@ def test_cli_added_seed_rows_obey_max_len_and_a_bad_seed_line_is_named(tmp_path,
 def test_iter_dpo_with_effort_prompts_never_emits_a_rejected_that_no_longer_fits_under_the_chosen_prompt():
     """With --keep-effort-prompt the pair takes the chosen response's (longer, high-effort) prompt: a
     rejected response measured under its own shorter low-effort prompt may not fit any more."""
-    from tops_plugin.openrlhf import TrainLength, prompt_messages
+    from tops_plugin.selection.openrlhf import TrainLength, prompt_messages
 
     rejected = "word " * 200
     rows = [gen("a", "high", 0, 5, "correct", response="\\boxed{1}"), gen("a", "low", 0, 201, "wrong", response=rejected)]
@@ -493,7 +493,7 @@ def test_the_stand_in_chat_template_counts_qwen25s_default_system_prompt():
     """Qwen2.5-Instruct's template adds "You are Qwen, created by Alibaba Cloud..." to a prompt without a
     system message; a stand-in without it under-measures every row by that much, and OpenRLHF cuts the
     rows near the limit."""
-    from tops_plugin.openrlhf import QWEN25_DEFAULT_SYSTEM, TrainLength
+    from tops_plugin.selection.openrlhf import QWEN25_DEFAULT_SYSTEM, TrainLength
 
     limit = TrainLength(4096)
     user = [{"role": "user", "content": "What is 1 + 1?"}]

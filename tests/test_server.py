@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tops_plugin.answers import Verdict
-from tops_plugin.reward import LOG_KEYS, RewardConfig, Scorer
-from tops_plugin.server import ServerSettings, is_loopback, make_app
+from tops_plugin.judging.answers import Verdict
+from tops_plugin.reward.scorer import LOG_KEYS, RewardConfig, Scorer
+from tops_plugin.reward.server import ServerSettings, is_loopback, make_app
 
 TIMEOUT_S = 2.0
 PROMPT = "<|im_start|>user\nWhat is 6 times 7?<|im_end|>\n<|im_start|>assistant\n"
@@ -35,7 +35,7 @@ def payload(*responses: str, gold: str = "42") -> dict:
 
 @pytest.fixture(scope="module")
 def verifier():
-    from tops_plugin.verifier import Verifier
+    from tops_plugin.judging.verifier import Verifier
 
     with Verifier(workers=2, timeout=TIMEOUT_S) as pool:
         yield pool
@@ -405,7 +405,7 @@ def test_authorization_header_that_is_not_utf8_is_401(verifier):
 @contextlib.asynccontextmanager
 async def serving(app, settings: ServerSettings):
     """`serve` (the command's own listener and limits) on a free port; yields (host, port)."""
-    from tops_plugin.server import serve
+    from tops_plugin.reward.server import serve
 
     urls: list[str] = []
     server = asyncio.create_task(serve(app, "127.0.0.1", 0, settings=settings, ready=urls.append))

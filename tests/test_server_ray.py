@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from tops_plugin.reward import RewardConfig, Scorer
+from tops_plugin.reward.scorer import RewardConfig, Scorer
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'tops-plugin[ray]')")
 
 
 @pytest.mark.slow
 def test_ray_verifier_judges_in_order_with_deadline(monkeypatch):
-    from tops_plugin.ray_verifier import RayVerifier
+    from tops_plugin.judging.ray_verifier import RayVerifier
 
     monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no accelerators here: silence Ray's notice
     temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit in 107 bytes

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tops_plugin.verifier import Verifier
+from tops_plugin.judging.verifier import Verifier
 
 DEADLINE = 2.0
 
@@ -97,7 +97,7 @@ def test_no_orphans_after_close_or_interrupt(tmp_path: Path) -> None:
         """
         import os, signal, sys, time
         import psutil
-        from tops_plugin.verifier import Verifier
+        from tops_plugin.judging.verifier import Verifier
         if __name__ == "__main__":
             pool = Verifier(workers=2, timeout=30)
             print(pool.check(r"\\boxed{1}", "1").verdict, flush=True)
@@ -153,7 +153,7 @@ def test_a_worker_that_cannot_start_in_time_is_an_error_not_a_timeout(tmp_path: 
     script.write_text(textwrap.dedent(
         """
         import json
-        from tops_plugin.verifier import Verifier
+        from tops_plugin.judging.verifier import Verifier
         # A fresh process: the fork server must import sympy and math-verify, far more than 50 ms.
         with Verifier(workers=1, timeout=2.0, start_timeout=0.05) as cold:
             verdicts = [cold.check(r"\\boxed{1}", "1").verdict for _ in range(2)]
@@ -177,7 +177,7 @@ def test_killed_caller_leaves_no_worker_behind(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(
         """
         import time, psutil
-        from tops_plugin.verifier import Verifier
+        from tops_plugin.judging.verifier import Verifier
         pool = Verifier(workers=2, timeout=60)
         pool.check(r"\\boxed{1}", "1")
         pool.submit(r"\\boxed{9^{9^{9^{9}}}}", "1")     # one worker busy in C code
@@ -208,8 +208,8 @@ def test_a_forked_child_gets_its_own_pool_and_never_hangs(tmp_path: Path) -> Non
         """
         import json, os, signal, sys, time
         import psutil
-        from tops_plugin.reward import shared_scorer
-        from tops_plugin.verifier import Verifier
+        from tops_plugin.reward.scorer import shared_scorer
+        from tops_plugin.judging.verifier import Verifier
         signal.alarm(60)
         parent_pool = Verifier(workers=1, timeout=5)
         assert parent_pool.check(r"\\boxed{1}", "1").correct
@@ -256,7 +256,7 @@ def test_the_callers_working_directory_shadows_nothing(tmp_path: Path) -> None:
     script.parent.mkdir()
     script.write_text(textwrap.dedent(
         """
-        from tops_plugin.verifier import Verifier
+        from tops_plugin.judging.verifier import Verifier
         with Verifier(workers=1, timeout=5) as pool:
             print(pool.check(r"\\boxed{1}", "1").verdict, pool.stats["start_failures"])
         """
@@ -283,7 +283,7 @@ def test_leaving_the_pool_on_an_exception_drops_the_queued_items() -> None:
 
 def test_a_worker_that_dies_before_it_is_ready_is_never_signalled(monkeypatch) -> None:
     # The fork server reaps it at once, so its pid may belong to another process by now.
-    from tops_plugin import judge_workers
+    from tops_plugin.judging import workers as judge_workers
 
     class DiesAtOnce(judge_workers.Connection):
         def poll(self, timeout=0.0):
@@ -319,8 +319,8 @@ def test_a_failed_fork_fails_one_start_not_every_worker(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(
         """
         import json, time
-        from tops_plugin import judge_workers
-        from tops_plugin.verifier import Verifier
+        from tops_plugin.judging import workers as judge_workers
+        from tops_plugin.judging.verifier import Verifier
         with Verifier(workers=2, timeout=5) as pool:
             ends = time.monotonic() + 30
             while not pool.stats["start_failures"] and time.monotonic() < ends:

@@ -1,16 +1,6 @@
-"""``python -m tops_plugin.reward_path``: print the installed path of the OpenRLHF reward file.
+"""`python -m tops_plugin.reward_path`: print the installed OpenRLHF reward file (`tops_plugin.cli.reward_path`)."""
 
-Use it as ``--reward.remote_url "$(python -m tops_plugin.reward_path)"``.
-"""
-
-from __future__ import annotations
-
-from tops_plugin.reward import reward_func_path
-
-
-def main() -> None:
-    print(reward_func_path())
-
+from tops_plugin.cli.reward_path import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

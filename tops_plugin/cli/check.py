@@ -1,6 +1,6 @@
 """``tops-check IN.jsonl -o OUT.jsonl``: add verdict fields to every row of a file.
 
-Rows are written in input order with the verdict fields of `tops_plugin.judging` (``truncated`` among
+Rows are written in input order with the verdict fields of `tops_plugin.judging.rows` (``truncated`` among
 them: a row whose ``finish_reason`` is ``length``, or whose reasoning block never closed, is judged as
 cut off). Work goes to ``OUT.jsonl.partial`` (append-only, flushed per batch) and is renamed to
 ``OUT.jsonl`` only when every row is judged, so OUT is never half-written and an interrupted run, rerun
@@ -23,12 +23,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from tops_plugin.answers import VERDICTS
 from tops_plugin.cli.args import command_parser, input_file, output_file, positive_float, positive_int, same_file
-from tops_plugin.judging import UNSETTLED_VERDICTS, VERDICT_FIELDS, gold_of, is_truncated, judge_key, judge_rows
-from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
 from tops_plugin.cli.progress import ProgressDisplay
-from tops_plugin.verifier import DEFAULT_TIMEOUT_S, Verifier
+from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, read_jsonl_numbered, repair_tail
+from tops_plugin.judging.answers import VERDICTS
+from tops_plugin.judging.rows import UNSETTLED_VERDICTS, VERDICT_FIELDS, gold_of, is_truncated, judge_key, judge_rows
+from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S, Verifier
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,6 @@ import logging
 import sys
 from itertools import islice
 
-from tops_plugin.prompts import EFFORTS
 from tops_plugin.cli.args import (
     add_renamed,
     command_parser,
@@ -25,8 +24,10 @@ from tops_plugin.cli.args import (
     positive_int,
     same_file,
 )
+from tops_plugin.cli.progress import ProgressDisplay
 from tops_plugin.generation import GenerationRequest, GenerationSummary, SamplingParams, generate_to_file, load_backend
 from tops_plugin.jsonl import JsonlError, read_jsonl_numbered
+from tops_plugin.prompts import EFFORTS
 
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("tops-generate", "Generate responses: problems JSONL -> generation records.\n\n"
@@ -159,8 +160,6 @@ def duplicate_ids(numbered: list[tuple[int, dict]]) -> list[tuple[object, int, i
 def run_with_progress(backend, requests, out, console) -> GenerationSummary:
     """`generate_to_file` under `tops_plugin.cli.progress`: done/total, generated tokens/s, ETA (bars on a
     terminal, steady log lines otherwise)."""
-    from tops_plugin.cli.progress import ProgressDisplay
-
     with ProgressDisplay(console) as display:
         return generate_to_file(backend, requests, out, progress=display.events("generating"))
 

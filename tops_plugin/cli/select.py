@@ -1,6 +1,6 @@
 """`tops-select IN.jsonl --mode shortest|random|iter-sft|iter-dpo|seed -o OUT.jsonl`
 
-Reads judged generation records, selects per problem (see `tops_plugin.selection`), writes OpenRLHF
+Reads judged generation records, selects per problem (see `tops_plugin.selection.modes`), writes OpenRLHF
 rows (SFT, or DPO for `iter-dpo`) atomically with an `OUT.meta.json` sidecar, and prints the
 statistics. This module only parses arguments, shows progress and prints; the work is in the library.
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tops_plugin.prompts import EFFORTS
 from tops_plugin.cli.args import (
     add_renamed,
     command_parser,
@@ -28,11 +27,13 @@ from tops_plugin.cli.args import (
     positive_int,
     same_file,
 )
-from tops_plugin.jsonl import JsonlError
-from tops_plugin.openrlhf import write_dataset
 from tops_plugin.cli.progress import ProgressDisplay
-from tops_plugin.selection import GOLD_KEYS, MODES, SelectionConfig, add_seed_rows, read_records, select
-from tops_plugin.verifier import DEFAULT_TIMEOUT_S
+from tops_plugin.jsonl import JsonlError
+from tops_plugin.judging.rows import judge_rows
+from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S, Verifier
+from tops_plugin.prompts import EFFORTS
+from tops_plugin.selection.modes import GOLD_KEYS, MODES, SelectionConfig, add_seed_rows, read_records, select
+from tops_plugin.selection.openrlhf import write_dataset
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
 
@@ -115,9 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         progress.update(stage, 0)
         rows: Iterable[dict] = read_records(args.inputs, need_verdict=not args.judge, check_tokens=not args.recount)
         if args.judge:
-            from tops_plugin.judging import judge_rows
-            from tops_plugin.verifier import Verifier
-
             verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
             rows = judge_rows(rows, verifier.check_many, gold_keys=GOLD_KEYS, keep_verdicts=True)
         try:

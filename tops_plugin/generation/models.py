@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tops_plugin.tokens import default_tokenizer_dir
+
 __all__ = ["ALIASES", "ModelSource", "build_tiny_qwen2", "converted_cache_dir", "hf_folder", "resolve_model",
            "save_converted"]
 
@@ -127,8 +129,6 @@ def build_tiny_qwen2(path: str | os.PathLike, layers: int = 2, hidden: int = 128
     of reach. Returns the directory.
     """
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    from tops_plugin.tokens import default_tokenizer_dir
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(default_tokenizer_dir() / "tokenizer.json"))
     tokenizer.chat_template = (

@@ -1,10 +1,8 @@
-"""Build generation records from what a backend produced.
+"""Build generation records (`tops_plugin.records.GenerationRecord`) from what a backend produced.
 
-A generation record is one JSONL row: ``{"id", "problem", "answer", "effort": "low"|"medium"|"high"|null,
-"sample": int, "seed": int, "model", "messages": [...] (what was sent), "response": str,
-"finish_reason": "stop"|"length", "tokens": int (Qwen2.5 tokens of the response), "gen_tokens": int (the
-model's own count), ...}``; API backends add
-``"usage"``. Extra keys of the problem row are kept.
+A record is its problem row (extra keys kept) plus the keys this stage owns: effort, sample, seed, model,
+messages, response, finish_reason, tokens (Qwen2.5 tokens of the response), gen_tokens; API backends add
+``usage``.
 
 Every backend hands its raw outputs here so the record shape (and the Qwen2.5 token count that the
 paper reports for every model) lives in one place.
@@ -16,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tops_plugin.generation.base import GenerationRequest
+from tops_plugin.records import GenerationRecord
+from tops_plugin.tokens import count_tokens
 
 __all__ = ["RawOutput", "make_records", "record_key"]
 
@@ -41,10 +41,8 @@ def record_key(row: dict) -> tuple[str, str | None, int]:
     return str(row.get("id")), row.get("effort"), int(row.get("sample", 0))
 
 
-def make_records(outputs: Sequence[RawOutput], model: str, tokenizer=None) -> list[dict]:
+def make_records(outputs: Sequence[RawOutput], model: str, tokenizer=None) -> list[GenerationRecord]:
     """Turn raw outputs into records, counting Qwen2.5 tokens of all responses in one batch."""
-    from tops_plugin.tokens import count_tokens  # imported late: the tokenizer files load on first use
-
     if not outputs:
         return []
     counts = count_tokens([out.response for out in outputs], tokenizer)

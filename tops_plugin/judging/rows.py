@@ -5,15 +5,10 @@
 token limit is judged *as truncated* everywhere (no last-number guess from its middle), and every
 verdict row says so in its `truncated` field.
 
-Verdict fields added to a row (beside whatever it already holds):
-
-* ``pred`` -- the normalised answer found, or null;
-* ``correct`` -- ``verdict == "correct"``;
-* ``verdict`` -- ``correct | wrong | no_answer | timeout | error``;
-* ``answer_from`` -- where the answer was found (``final:boxed``, ``reasoning:phrase``...), or null;
-* ``truncated`` -- the response was cut before it finished (see `is_truncated`);
-* ``judge_key`` -- a digest of everything that decided the verdict (response, gold, truncation, checker
-  version): a resumed run keeps an earlier verdict only while its key is unchanged.
+Each row gains the verdict fields of `tops_plugin.records.VerdictFields` (beside whatever it already
+holds): ``pred``, ``correct``, ``verdict``, ``answer_from``, ``truncated`` (cut before it finished, see
+`is_truncated`) and ``judge_key`` (a digest of what decided the verdict: a resumed run keeps an earlier
+verdict only while its key is unchanged).
 """
 
 from __future__ import annotations
@@ -23,18 +18,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from tops_plugin.answers import THINKING_TAGS, Verdict, judge
+import math_verify
+
+from tops_plugin.judging import answers
+from tops_plugin.judging.answers import THINKING_TAGS, Verdict, judge
 
 __all__ = [
     "CheckMany",
     "UNSETTLED_VERDICTS",
     "VERDICT_FIELDS",
-    "check_in_process",
+    "judge_in_process",
     "checker_version",
     "gold_of",
     "is_truncated",
     "judge_key",
     "judge_rows",
+    "verdict_of",
 ]
 
 #: The fields `judge_rows` adds to every row.
@@ -47,11 +46,11 @@ UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 FINISHED_REASONS = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
 
 #: A batch checker: (response, gold, truncated) triples in, one `Verdict` each out, in order
-#: (`tops_plugin.verifier.Verifier.check_many` has this shape).
+#: (`tops_plugin.judging.verifier.Verifier.check_many` has this shape).
 CheckMany = Callable[[Iterable[tuple[str, str, bool]]], Iterator[Verdict]]
 
 
-def check_in_process(items: Iterable[tuple[str, str] | tuple[str, str, bool]]) -> Iterator[Verdict]:
+def judge_in_process(items: Iterable[tuple[str, str] | tuple[str, str, bool]]) -> Iterator[Verdict]:
     """`CheckMany` over in-process `answers.judge` (no hard deadline: for trusted or short text);
     takes (response, gold) or (response, gold, truncated), as a `Verifier` does."""
     for response, gold, *truncated in items:
@@ -87,14 +86,21 @@ def gold_of(row: dict, gold_keys: Sequence[str]) -> str | None:
     return None
 
 
+def verdict_of(row: dict) -> str | None:
+    """The row's verdict: its `verdict` field, else derived from a boolean `correct`; None if neither."""
+    verdict = row.get("verdict")
+    if verdict is not None:
+        return str(verdict)
+    correct = row.get("correct")
+    if isinstance(correct, bool):
+        return "correct" if correct else "wrong"
+    return None
+
+
 @lru_cache(maxsize=1)
 def checker_version() -> str:
     """A digest of the checker's code and the math-verify version: verdicts made by another checker
     are not reused."""
-    import math_verify
-
-    from tops_plugin import answers
-
     digest = hashlib.sha256(Path(answers.__file__).read_bytes())
     digest.update(str(getattr(math_verify, "__version__", "")).encode())
     return digest.hexdigest()[:16]
@@ -119,9 +125,9 @@ def judge_rows(
     keep_verdicts: bool = False,
     batch_size: int = 512,
 ) -> Iterator[dict]:
-    """Yield each row with its verdict fields (see the module doc), in input order, streaming.
+    """Yield each row with its verdict fields (`tops_plugin.records.VerdictFields`), in input order, streaming.
 
-    `check_many` is a `Verifier`'s (hard deadline per item) or `check_in_process`. With
+    `check_many` is a `Verifier`'s (hard deadline per item) or `judge_in_process`. With
     `keep_verdicts`, a row that already carries a verdict (`verdict`, or a boolean `correct`) keeps it
     and only gains a `truncated` field when it lacks one. A row to judge without a gold answer raises
     ValueError naming its id; rows are expected to be validated by their reader (a string response).

@@ -3,7 +3,7 @@
 The paper defines a round as a complete reasoning or verification pass that reaches an answer, and shows
 that more effort brings more rounds and more erroneous ones. This module is the deterministic version of
 that count: it finds where the response reflects and where it commits to an answer, and each round's
-answer is judged against the gold answer by the project's checker (`tops_plugin.answers`, or a
+answer is judged against the gold answer by the project's checker (`tops_plugin.judging.answers`, or a
 `Verifier`'s ``check_many`` for untrusted text). A round is *erroneous* when its answer is judged wrong.
 
 How a response is split (all markers live in `RoundConfig`):
@@ -15,7 +15,7 @@ How a response is split (all markers live in `RoundConfig`):
    opening one closes a block that starts with the response (the opening tag was in the prompt); an
    unclosed block (a truncated response) is split to its end. Without tags the whole response is split.
 2. Committed answers. Every sentence that commits to an answer: a ``\\boxed{}``, an anchored phrase
-   ("so the answer is …", "Final answer: …", read by `tops_plugin.answers.extract_answer`), or an
+   ("so the answer is …", "Final answer: …", read by `tops_plugin.judging.answers.extract_answer`), or an
    *equation conclusion*: an ``= N`` (or "is N", "equals N", "gives N") that ends a sentence or line,
    where N is a number or simple fraction (optionally followed by a unit word or two), or a constant
    right-hand side closing a LaTeX math span (``\\[ r = \\sqrt{5} \\]``; one with variables,
@@ -47,7 +47,7 @@ Limits, known and accepted:
   correct response (0.50 of them erroneous, mostly cued intermediate results) and 4.01 per wrong one
   (0.74 erroneous).
 * An erroneous step that the same round corrects before committing is not seen. The paper's judge
-  also counted rounds with erroneous *steps*; that needs a language model (`tops_plugin.round_judge`).
+  also counted rounds with erroneous *steps*; that needs a language model (`tops_plugin.rounds.judge`).
 * Anchored phrases inherit `extract_answer`'s heuristics ("the answer is going to be…" yields a
   nonsense answer, which is then judged wrong).
 * Answers are judged against the gold answer only; an answer to a sub-question is "wrong".
@@ -61,15 +61,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from tops_plugin.answers import Verdict, extract_answer, last_boxed
-from tops_plugin.judging import check_in_process
+from tops_plugin.judging.answers import Verdict, extract_answer, last_boxed
+from tops_plugin.judging.rows import judge_in_process
 
 __all__ = [
     "DEFAULT_CONFIG",
     "Round",
     "RoundConfig",
     "RoundCounts",
-    "check_in_process",
     "count_rounds",
     "judge_answers",
     "round_check_text",
@@ -77,7 +76,7 @@ __all__ = [
 ]
 
 #: A batch checker: (response, gold) pairs in, one `Verdict` per pair out, in order
-#: (`tops_plugin.verifier.Verifier.check_many` has this shape).
+#: (`tops_plugin.judging.verifier.Verifier.check_many` has this shape).
 CheckMany = Callable[[Iterable[tuple[str, str]]], Iterator[Verdict]]
 
 
@@ -103,7 +102,7 @@ class RoundConfig:
         r"|then\s+again|no\b|what\s+if|did\s+i|am\s+i|could|should|shouldn'?t|isn'?t|wouldn'?t))",
     )
     #: Anchors of a phrased answer ("so the answer is 7", "Final answer: 7", "**Answer:** 7"); the answer
-    #: itself is read by `tops_plugin.answers.extract_answer` from the anchor's sentence.
+    #: itself is read by `tops_plugin.judging.answers.extract_answer` from the anchor's sentence.
     answer_phrases: tuple[str, ...] = (
         r"final\s+answer\b",
         r"\bthe\s+(?:correct\s+)?answer\s+(?:is|would\s+be|will\s+be|should\s+be)\b",
@@ -424,7 +423,7 @@ def judge_answers(pairs: Iterable[tuple[str, str]], check_many: CheckMany | None
     untrusted text (it enforces a hard deadline per item).
     """
     unique = list(dict.fromkeys((str(answer), str(gold)) for answer, gold in pairs))
-    check = check_many or check_in_process
+    check = check_many or judge_in_process
     verdicts = check((round_check_text(answer), gold) for answer, gold in unique)
     return {pair: verdict.verdict for pair, verdict in zip(unique, verdicts)}
 

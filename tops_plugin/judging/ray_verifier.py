@@ -1,6 +1,6 @@
 """The verifier as Ray actors, so a cluster's CPU nodes judge the rollouts of its GPU nodes.
 
-Same surface as `tops_plugin.verifier.Verifier` (``check``, ``check_many``, ``close``, context manager).
+Same surface as `tops_plugin.judging.verifier.Verifier` (``check``, ``check_many``, ``close``, context manager).
 Each actor owns a local `Verifier` -- a process pool with the hard per-item deadline -- so a hostile item
 is killed on the node that judges it, exactly as in a single-machine run. Actors are spread over the
 alive nodes and restarted by Ray if they die; a call to a dead or unreachable actor is a verdict of
@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tops_plugin.answers import Verdict
+from tops_plugin.judging.answers import Verdict
+from tops_plugin.judging.verifier import Verifier
 
 __all__ = ["RayVerifier"]
 
@@ -26,8 +27,6 @@ class _VerifierActor:
     """Runs a local Verifier inside a Ray actor; threaded (``max_concurrency``) so calls overlap."""
 
     def __init__(self, workers: int | None, timeout: float):
-        from tops_plugin.verifier import Verifier
-
         self._verifier = Verifier(workers=workers, timeout=timeout)
 
     def check(self, response: str, gold: str) -> Verdict:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
+from tops_plugin.judging.rows import verdict_of
 from tops_plugin.prompts import EFFORT_PROMPTS, EFFORTS
+from tops_plugin.selection.openrlhf import prompt_messages, sft_row
+from tops_plugin.tokens import with_token_counts
 
 # --------------------------------------------------------------------------------------------------
 # Seed curation (the method's step 1): the tag-model SFT set.
@@ -82,10 +85,6 @@ def curate_seed(
     curated row, with its re-assigned effort prompt, fits the trainer's length limit; a problem with a
     row that does not is dropped as `over_max_len`.
     """
-    from tops_plugin.openrlhf import prompt_messages, sft_row
-    from tops_plugin.selection import verdict_of
-    from tops_plugin.tokens import with_token_counts
-
     stats = SeedStats()
     by_problem: dict = {}
     counted = with_token_counts(rows, recount=False)

@@ -8,7 +8,7 @@ records ``timeout``. A worker that dies mid-item (crash, OOM killer, SIGKILL) is
 retried once on the fresh worker; a second death records ``error``.
 
 The deadline measures judging only. Workers are forked from a server process that has math-verify loaded
-and never imports the caller's `__main__` (`tops_plugin.judge_workers`); each is started, and has said it
+and never imports the caller's `__main__` (`tops_plugin.judging.workers`); each is started, and has said it
 is ready, before an item is given to it, and a killed worker is replaced at once, before its driver takes
 the next item. A worker that cannot become ready within `start_timeout` turns its items into ``error``
 (counted in ``stats["start_failures"]``), never into ``timeout``.
@@ -30,8 +30,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from tops_plugin.answers import Verdict
-from tops_plugin.judge_workers import WorkerStartError, fork_server
+from tops_plugin.judging.answers import Verdict
+from tops_plugin.judging.workers import WorkerStartError, fork_server
 
 __all__ = ["Verifier", "DEFAULT_TIMEOUT_S", "DEFAULT_START_TIMEOUT_S"]
 

@@ -15,8 +15,11 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tops_plugin.prompts import EFFORT_PROMPTS
+from tops_plugin.generation.models import resolve_model
 from tops_plugin.jsonl import atomic_writer, sha256_file, write_jsonl
+from tops_plugin.prompts import EFFORT_PROMPTS, build_messages
+from tops_plugin.records import DpoRow, Message, SftRow
+from tops_plugin.tokens import load_tokenizer
 
 __all__ = [
     "DPO_DATA_FLAGS",
@@ -85,8 +88,6 @@ def prompt_messages(row: dict, effort: str | None = None) -> list[dict]:
         while kept and kept[-1]["role"] == "assistant":
             kept.pop()
     elif row.get("problem") is not None:
-        from tops_plugin.prompts import build_messages
-
         kept = build_messages(str(row["problem"]), None)
     else:
         raise ValueError(f"row {row.get('id')!r} has neither 'messages' nor 'problem': no prompt to train on")
@@ -125,14 +126,10 @@ def load_chat_tokenizer(name_or_path: str | None):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if name_or_path is None:
-        from tops_plugin.tokens import load_tokenizer
-
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=load_tokenizer(None))
         tokenizer.chat_template = CHATML_TEMPLATE
         tokenizer.eos_token = "<|im_end|>"
         return tokenizer
-    from tops_plugin.generation.models import resolve_model
-
     source = resolve_model(str(name_or_path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.name_or_path, **source.from_pretrained_kwargs())
@@ -179,8 +176,9 @@ class TrainLength:
         return total <= self.max_len and prompt_len < self.max_len - 2
 
 
-def sft_row(prompt: list[dict], response: str, *, id, tokens: int, **extra) -> dict:
-    """`{"prompt": [messages], "response": [assistant message], "id", "tokens", ...extra}`."""
+def sft_row(prompt: list[Message], response: str, *, id: str | int, tokens: int, **extra) -> SftRow:
+    """An OpenRLHF SFT row (`tops_plugin.records.SftRow`): `{"prompt", "response": [assistant message], "id",
+    "tokens", ...extra}`."""
     return {
         "prompt": prompt,
         "response": [{"role": "assistant", "content": response}],
@@ -191,18 +189,19 @@ def sft_row(prompt: list[dict], response: str, *, id, tokens: int, **extra) -> d
 
 
 def dpo_row(
-    prompt: list[dict],
+    prompt: list[Message],
     chosen: str,
     rejected: str,
     *,
     pair: str,
-    id,
+    id: str | int,
     chosen_tokens: int,
     rejected_tokens: int,
     **extra,
-) -> dict:
-    """`{"prompt", "chosen": [assistant], "rejected": [assistant], "pair", "id", "chosen_tokens",
-    "rejected_tokens", ...extra}`; `pair` is "longest_wrong" or "shorter_wrong"."""
+) -> DpoRow:
+    """An OpenRLHF DPO row (`tops_plugin.records.DpoRow`): `{"prompt", "chosen": [assistant], "rejected":
+    [assistant], "pair", "id", "chosen_tokens", "rejected_tokens", ...extra}`; `pair` is "longest_wrong" or
+    "shorter_wrong"."""
     return {
         "prompt": prompt,
         "chosen": [{"role": "assistant", "content": chosen}],

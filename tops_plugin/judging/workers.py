@@ -16,6 +16,7 @@ is left behind. An idle worker also exits when its pipe closes.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import select
 import signal
@@ -26,6 +27,8 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+from tops_plugin.judging.answers import judge
 
 __all__ = ["ForkServer", "WorkerStartError", "fork_server", "serve"]
 
@@ -43,8 +46,6 @@ class WorkerStartError(RuntimeError):
 
 def _judge_loop(conn: Connection) -> None:
     """Worker: receive lists of (response, gold, truncated), reply with each verdict as it is made."""
-    from tops_plugin.answers import judge
-
     conn.send_bytes(_READY)
     while True:
         try:
@@ -69,10 +70,6 @@ def _die_with_parent() -> None:
 
 def _serve(control: socket.socket) -> None:
     """Fork server: preload, warm up, then fork one worker per received pipe end until the caller leaves."""
-    import logging
-
-    from tops_plugin.answers import judge
-
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # verdicts are the report, not log lines
     for response, gold in _WARM_UP:
         judge(response, gold)
@@ -116,11 +113,11 @@ class ForkServer:
         # The caller's own import path, with this very package first: `python -c` would otherwise put the
         # working directory first, and a `sympy/` or another copy of this package there would shadow the
         # caller's (the caller's script directory, not its working directory, heads its path).
-        paths = [str(Path(__file__).resolve().parent.parent)]
+        paths = [str(Path(__file__).resolve().parents[2])]  # the folder that holds tops_plugin/
         paths += [path for path in sys.path if isinstance(path, str) and path not in paths]
         code = (
             f"import sys; sys.path[:] = {paths!r}; "
-            f"from tops_plugin.judge_workers import serve; serve({theirs.fileno()})"
+            f"from tops_plugin.judging.workers import serve; serve({theirs.fileno()})"
         )
         try:
             self.process = subprocess.Popen(

@@ -56,7 +56,9 @@ from typing import Any, Protocol
 
 import yaml
 
-from tops_plugin.answers import Verdict
+from tops_plugin.judging.answers import Verdict
+from tops_plugin.judging.verifier import Verifier
+from tops_plugin.tokens import count_tokens, load_tokenizer
 
 __all__ = [
     "CONFIG_ENV",
@@ -379,8 +381,6 @@ class Scorer:
 
 @lru_cache(maxsize=4)
 def _qwen_counter(tokenizer: str | None) -> Callable[[list[str]], list[int]]:
-    from tops_plugin.tokens import count_tokens, load_tokenizer
-
     loaded = load_tokenizer(tokenizer)
     return lambda texts: count_tokens(texts, loaded)
 
@@ -417,8 +417,6 @@ def shared_scorer() -> Scorer:
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                from tops_plugin.verifier import Verifier
-
                 config = load_config()
                 verifier = Verifier(workers=config.workers or default_workers(), timeout=config.timeout)
                 atexit.register(_close_quietly, verifier)
@@ -434,7 +432,5 @@ def _close_quietly(verifier: Any) -> None:
 
 
 def reward_func_path() -> Path:
-    """Installed path of ``recipes/reward_func.py``, the file users pass as ``--reward.remote_url``."""
-    import recipes
-
-    return Path(recipes.__file__).resolve().parent / "reward_func.py"
+    """Installed path of `tops_plugin/reward/reward_func.py`, the file users pass as ``--reward.remote_url``."""
+    return Path(__file__).resolve().parent / "reward_func.py"

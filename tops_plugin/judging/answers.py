@@ -2,7 +2,7 @@
 
 Two verbs, as in math-verify: `extract_answer` finds the answer a response commits to, `judge` decides
 whether it equals the gold answer. Both are pure and run in-process; untrusted text should go through
-`tops_plugin.verifier.Verifier`, which adds the hard deadline math-verify cannot give off the main thread.
+`tops_plugin.judging.verifier.Verifier`, which adds the hard deadline math-verify cannot give off the main thread.
 
 Where the answer is looked for, in order (the first source that yields one wins):
 
@@ -54,7 +54,7 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The judgement of one response (the verdict fields `judging.judge_rows` adds to a row)."""
+    """The judgement of one response (the verdict fields `tops_plugin.judging.rows.judge_rows` adds to a row)."""
 
     verdict: str
     pred: str | None = None

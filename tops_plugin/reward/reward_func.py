@@ -2,7 +2,7 @@
 
 ``python -m tops_plugin.reward_path`` prints where it is installed. OpenRLHF imports it and calls
 ``reward_func(queries, prompts, labels)`` once per sample from worker threads; the work is done by
-``tops_plugin.reward`` with one verifier pool per process, started on the first call. Choose the reward
+``tops_plugin.reward.scorer`` with one verifier pool per process, started on the first call. Choose the reward
 mode (``correct`` or ``thinking_optimal``) with a YAML file named by ``TOPS_REWARD_CONFIG``.
 """
 
@@ -30,7 +30,7 @@ if _missing:
         "on every node, or list them in the Ray job's runtime_env (recipes ship tops_plugin via py_modules)"
     )
 
-from tops_plugin.reward import LOG_KEYS, load_config, shared_scorer  # noqa: E402
+from tops_plugin.reward.scorer import LOG_KEYS, load_config, shared_scorer  # noqa: E402
 
 # A bad or missing config fails here, when OpenRLHF loads this file at start-up, not as zero rewards mid-run.
 load_config()

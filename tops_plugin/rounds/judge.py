@@ -1,6 +1,6 @@
 """Count reasoning rounds and erroneous rounds with a language model, as the paper did with GPT-4o.
 
-The deterministic splitter (`tops_plugin.rounds`) only sees rounds that end in a readable answer and only
+The deterministic splitter (`tops_plugin.rounds.splitter`) only sees rounds that end in a readable answer and only
 judges that answer; the paper's count also marks rounds with erroneous *steps*. This module asks a model
 for both counts under the paper's definition and parses its reply strictly: anything but one JSON object
 with two consistent non-negative integers is recorded as *unjudged* with the reason, never guessed at.
@@ -30,7 +30,7 @@ __all__ = [
     "JudgeItem",
     "JudgeResult",
     "RoundJudge",
-    "build_messages",
+    "judge_messages",
     "cache_key",
     "openai_complete",
     "parse_reply",
@@ -81,7 +81,7 @@ class JudgeResult:
         }
 
 
-def build_messages(item: JudgeItem) -> list[dict]:
+def judge_messages(item: JudgeItem) -> list[dict]:
     """The chat messages sent to the judge for one response."""
     user = USER_TEMPLATE.format(problem=item.problem.strip(), gold=str(item.gold).strip(), response=item.response)
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -166,7 +166,7 @@ class RoundJudge:
 
     def judge(self, item: JudgeItem) -> JudgeResult:
         """One judgement; a failed call is unjudged (and not cached), never raised."""
-        messages = build_messages(item)
+        messages = judge_messages(item)
         key = cache_key(self.model, messages)
         with self._lock:
             cached = self._cache.get(key)

@@ -7,7 +7,7 @@ Modes (the method's steps 1, 4 and 6):
 * ``iter-sft`` -- the shortest correct among the samples of the TOPS model;
 * ``iter-dpo`` -- pairs (shortest correct, longest wrong) and, when some wrong response is shorter
   than the chosen one, (shortest correct, shortest wrong); never the same pair twice;
-* ``seed`` -- the curated tag-model set (`tops_plugin.efforts.curate_seed`).
+* ``seed`` -- the curated tag-model set (`tops_plugin.selection.seeds.curate_seed`).
 
 Rows stream through once; state is a few candidates per problem, so memory grows with the number of
 problems, not responses, and the input need not be sorted. Ties break deterministically: fewest tokens
@@ -15,11 +15,11 @@ problems, not responses, and the input need not be sorted. Ties break determinis
 
 What may become a training target:
 
-* a *truncated* response (cut before it finished: `tops_plugin.judging.is_truncated`) is never an SFT
+* a *truncated* response (cut before it finished: `tops_plugin.judging.rows.is_truncated`) is never an SFT
   response, a seed response or a DPO chosen one, whatever its verdict; it may be a DPO rejected one
   only when its verdict is in `rejected_verdicts`;
 * with a length limit (`SelectionConfig.max_len`), a candidate that OpenRLHF would cut or drop
-  (`tops_plugin.openrlhf.TrainLength`) is excluded *before* choosing, so the shortest correct response
+  (`tops_plugin.selection.openrlhf.TrainLength`) is excluded *before* choosing, so the shortest correct response
   that fits is chosen and a pair whose rejected response does not fit is not emitted.
 
 Every exclusion is counted in `SelectionStats.excluded` (and, for problems left without a target, in
@@ -36,11 +36,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
-from tops_plugin.efforts import EFFORTS, SeedCurationConfig, curate_seed
-from tops_plugin.answers import VERDICTS
-from tops_plugin.judging import is_truncated
-from tops_plugin.jsonl import JsonlError, loads, read_jsonl, read_jsonl_numbered
-from tops_plugin.openrlhf import TrainLength, dpo_row, effort_prompt_problem, prompt_messages, sft_row
+from tops_plugin.jsonl import JsonlError, loads, read_jsonl_numbered
+from tops_plugin.judging.answers import VERDICTS
+from tops_plugin.judging.rows import is_truncated, verdict_of
+from tops_plugin.records import GenerationRecord
+from tops_plugin.selection.openrlhf import TrainLength, dpo_row, effort_prompt_problem, prompt_messages, sft_row
+from tops_plugin.selection.seeds import EFFORTS, SeedCurationConfig, curate_seed
 from tops_plugin.tokens import with_token_counts
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "low_effort_seed_rows",
     "read_records",
     "select",
-    "verdict_of",
 ]
 
 MODES: tuple[str, ...] = ("shortest", "random", "iter-sft", "iter-dpo", "seed")
@@ -135,17 +135,6 @@ class SelectionStats:
 class Selection:
     rows: list[dict]  # OpenRLHF rows (SFT, or DPO for iter-dpo)
     stats: SelectionStats
-
-
-def verdict_of(row: dict) -> str | None:
-    """The row's verdict: its `verdict` field, else derived from a boolean `correct`; None if neither."""
-    verdict = row.get("verdict")
-    if verdict is not None:
-        return str(verdict)
-    correct = row.get("correct")
-    if isinstance(correct, bool):
-        return "correct" if correct else "wrong"
-    return None
 
 
 def _effort_rank(effort) -> int:
@@ -410,8 +399,9 @@ def read_records(
     check_tokens: bool = True,
     skip_bad: bool = False,
     errors: list[JsonlError] | None = None,
-) -> Iterator[dict]:
-    """Stream generation records from one file or several, refusing what selection must not trust.
+) -> Iterator[GenerationRecord]:
+    """Stream generation records (`tops_plugin.records`) from one file or several, refusing what selection
+    must not trust.
 
     A bad row raises `JsonlError` naming its file and line -- or, with `skip_bad`, is appended to
     `errors` and skipped. Bad: not a JSON object; no `id` (string or integer) or `response` (string);

@@ -1,0 +1,6 @@
+"""Choosing what the model learns from, and writing it as OpenRLHF datasets.
+
+* `modes` -- the selection modes (shortest, random, iter-sft, iter-dpo, seed) and ``read_records``;
+* `seeds` -- curating the effort-tagged seed set that teaches the three reasoning styles;
+* `openrlhf` -- OpenRLHF's SFT and DPO row formats, the trainer's length limit, dataset + meta writer.
+"""
