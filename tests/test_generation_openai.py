@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("openai")
 
 from tops_plugin.generation import GenerationRequest, SamplingParams, generate_to_file, load_backend  # noqa: E402
-from tops_plugin.generation.openai_api import RetryPolicy, retry_after_seconds  # noqa: E402
 from tops_plugin.jsonl import read_jsonl  # noqa: E402
 
 SECRET = "sk-test-secret-do-not-log-0123456789"
@@ -91,7 +90,7 @@ def test_retries_usage_reasoning_effort_and_secret(api, tmp_path, monkeypatch, c
     monkeypatch.setenv("TOPS_TEST_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
     backend = load_backend("openai", "o1-mini", base_url=api["url"], api_key_env="TOPS_TEST_KEY", concurrency=3,
-                           reasoning_effort="high", retry=RetryPolicy(max_retries=4, base_delay=0.01))
+                           reasoning_effort="high", max_retries=4)
     rows = [{"id": f"q{i}", "problem": f"Problem {i}", "answer": "4"} for i in range(5)]
     sampling = SamplingParams(max_tokens=64, seed=5)
     out = tmp_path / "api.jsonl"
@@ -133,11 +132,13 @@ def test_missing_key_without_base_url_is_a_clear_error(monkeypatch):
         load_backend("openai", "gpt-4o", api_key_env="TOPS_NO_SUCH_KEY")
 
 
-def test_retry_after_parsing_and_backoff_growth():
-    assert retry_after_seconds({"retry-after": "3"}) == 3.0
-    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    assert retry_after_seconds({}) is None
-    policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
-    assert policy.delay(0, 2.5) == 2.5
-    assert 0.5 <= policy.delay(0, None) <= 1.0 and 4.0 <= policy.delay(3, None) <= 8.0
-    assert policy.delay(10, None) <= 8.0
+def test_retries_are_bounded_and_a_call_that_keeps_failing_is_recorded(api, tmp_path):
+    api["api"] = fake = FakeAPI({"Problem 0": [503] * 10})
+    backend = load_backend("openai", "m", base_url=api["url"], max_retries=1)
+    rows = [{"id": "q0", "problem": "Problem 0", "answer": "4"}, {"id": "q1", "problem": "Problem 1", "answer": "4"}]
+    summary = generate_to_file(backend, [GenerationRequest(r, None, 1, SamplingParams(max_tokens=8)) for r in rows],
+                               tmp_path / "out.jsonl")
+    assert summary.records == 1 and summary.bad == (("q0", "effort None sample 0: InternalServerError (HTTP 503)"),)
+    assert [status for _, marker, status, _ in fake.hits if marker == "Problem 0"] == [503, 503]  # 1 try + 1 retry
+    assert backend.retries == 0  # retries are counted for the calls that succeeded
+    backend.close()

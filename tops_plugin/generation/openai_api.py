@@ -1,7 +1,9 @@
 """OpenAI-compatible chat backend (OpenAI, a local `vllm serve`, any compatible endpoint).
 
-One API call per sample (reasoning models refuse `n > 1`), at most `concurrency` at a time, each
-retried with exponential backoff on 429/5xx/connection errors, honouring `Retry-After`. The API's
+One API call per sample (reasoning models refuse `n > 1`), at most `concurrency` at a time. The openai
+SDK retries each (`max_retries` times, with exponential backoff on 408/409/429/5xx and connection errors,
+honouring `Retry-After`); a call that still fails is recorded in `errors` and its samples are left for a
+rerun to fill in. The API's
 `usage` (with `completion_tokens_details.reasoning_tokens`) is recorded so the hidden-reasoning
 estimate of o1-style models can be computed later. The API key is read from the environment and
 never logged or written.
@@ -9,61 +11,18 @@ never logged or written.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
-import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 from tops_plugin.generation.base import GenerationRequest, sample_seed, valid_requests
 from tops_plugin.generation.records import RawOutput, make_records
 
-__all__ = ["OpenAIBackend", "RetryPolicy", "retry_after_seconds"]
+__all__ = ["OpenAIBackend"]
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUS = frozenset({408, 409, 429})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff: `base_delay * 2**attempt` (with jitter) capped at `max_delay`; a server's
-    `Retry-After` wins when given (capped at `max_retry_after`)."""
-
-    max_retries: int = 8
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-    max_retry_after: float = 600.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        backoff = min(self.base_delay * (2**attempt), self.max_delay)
-        return backoff * (0.5 + random.random() / 2)
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None when absent."""
-    if headers is None:
-        return None
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return float(value) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
 class OpenAIBackend:
@@ -78,7 +37,7 @@ class OpenAIBackend:
         base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 8,
-        retry: RetryPolicy = RetryPolicy(),
+        max_retries: int = 8,
         timeout: float = 600.0,
         reasoning_effort: str | None = None,
         max_tokens_field: str = "max_completion_tokens",
@@ -86,7 +45,6 @@ class OpenAIBackend:
         extra_body: dict | None = None,
         count_tokenizer=None,
         client=None,
-        sleep: Callable[[float], None] = time.sleep,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -94,20 +52,18 @@ class OpenAIBackend:
             raise ValueError(f"max_tokens_field must be max_completion_tokens or max_tokens, got {max_tokens_field!r}")
         self.model = model
         self.concurrency = concurrency
-        self.retry = retry
         self.reasoning_effort = reasoning_effort
         self.max_tokens_field = max_tokens_field
         self.send_sampling = send_sampling
         self.extra_body = dict(extra_body or {})
         self.count_tokenizer = count_tokenizer
         self.errors: list[tuple[object, str]] = []
-        self.retries = 0
+        self.retries = 0  # retries the client made for calls that then succeeded
         self._lock = threading.Lock()
-        self._sleep = sleep
-        self.client = client if client is not None else self._make_client(base_url, api_key_env, timeout)
+        self.client = client if client is not None else self._make_client(base_url, api_key_env, timeout, max_retries)
 
     @staticmethod
-    def _make_client(base_url: str | None, api_key_env: str, timeout: float):
+    def _make_client(base_url: str | None, api_key_env: str, timeout: float, max_retries: int):
         import openai
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -116,8 +72,7 @@ class OpenAIBackend:
             if base_url is None:
                 raise ValueError(f"no API key: set the environment variable {api_key_env} (or pass base_url for a local server)")
             api_key = "EMPTY"  # local servers (vllm serve) accept any key
-        # retries are ours (bounded, logged, Retry-After aware); the client's own are off
-        return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"OpenAIBackend(model={self.model!r}, concurrency={self.concurrency})"
@@ -171,37 +126,26 @@ class OpenAIBackend:
         raw = [out for out in (future.result() for future in done) if out is not None]
         yield from make_records(raw, self.model, self.count_tokenizer)
 
-    # -- one call with retries --------------------------------------------------------------------
+    # -- one call ---------------------------------------------------------------------------------------
     def _call(self, request: GenerationRequest, sample: int, messages: list[dict]) -> RawOutput | None:
+        """One sample; the client has retried what can succeed on retry. None (and an `errors` entry) when
+        the call failed for good: a long run goes on, and a rerun asks for the missing samples."""
         import openai
 
-        kwargs = self.call_kwargs(request, sample, messages)
         where = f"effort {request.effort} sample {sample}"
-        for attempt in range(self.retry.max_retries + 1):
-            try:
-                response = self.client.chat.completions.create(**kwargs)
-                return self._raw(request, sample, messages, response)
-            except (openai.APIConnectionError, openai.APIStatusError) as exc:
-                status = getattr(exc, "status_code", None)
-                retryable = status is None or status in RETRY_STATUS or status >= 500
-                if not retryable or attempt == self.retry.max_retries:
-                    reason = f"{where}: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
-                    log.warning("problem %r %s; giving up after %d attempt(s)", request.id, reason, attempt + 1)
-                    with self._lock:
-                        self.errors.append((request.id, reason))
-                    return None
-                response = getattr(exc, "response", None)
-                delay = self.retry.delay(attempt, retry_after_seconds(getattr(response, "headers", None)))
-                log.info("problem %r %s: HTTP %s, retrying in %.2fs", request.id, where, status, delay)
-                with self._lock:
-                    self.retries += 1
-                self._sleep(delay)
-            except Exception as exc:  # a malformed reply must not end a long run: report it, move on
-                reason = f"{where}: {type(exc).__name__}: {exc}"[:300]
-                log.warning("problem %r %s", request.id, reason)
-                with self._lock:
-                    self.errors.append((request.id, reason))
-                return None
+        try:
+            reply = self.client.chat.completions.with_raw_response.create(**self.call_kwargs(request, sample, messages))
+            with self._lock:
+                self.retries += reply.retries_taken
+            return self._raw(request, sample, messages, reply.parse())
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:
+            status = getattr(exc, "status_code", None)
+            reason = f"{where}: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+        except Exception as exc:  # a malformed reply must not end a long run: report it, move on
+            reason = f"{where}: {type(exc).__name__}: {exc}"[:300]
+        log.warning("problem %r %s; giving up", request.id, reason)
+        with self._lock:
+            self.errors.append((request.id, reason))
         return None
 
     def _raw(self, request: GenerationRequest, sample: int, messages: list[dict], response) -> RawOutput:
