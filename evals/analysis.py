@@ -43,7 +43,7 @@ from tops_plugin.prompts import effort_label, effort_sort_key
 from tops_plugin.rounds.judge import JudgeItem, RoundJudge
 from tops_plugin.rounds.splitter import (
     DEFAULT_CONFIG,
-    CheckMany,
+    JudgeMany,
     RoundConfig,
     count_rounds,
     judge_answers,
@@ -107,7 +107,7 @@ def load_samples(path: str | os.PathLike, gold_key: str = "answer") -> list[dict
 
 
 def _response_rounds(
-    rows: Sequence[dict], check_many: CheckMany | None, config: AnalysisConfig, progress: Progress | None
+    rows: Sequence[dict], judge_many: JudgeMany | None, config: AnalysisConfig, progress: Progress | None
 ) -> list[dict]:
     """One record per response: its rounds, their verdicts and the counts."""
     splits = []
@@ -116,7 +116,7 @@ def _response_rounds(
         if progress is not None:
             progress("rounds", done, len(rows))
     pairs = [(r.answer, str(row[config.gold_key])) for row, rounds in zip(rows, splits) for r in rounds]
-    verdicts = judge_answers(pairs, _counting(check_many, progress))
+    verdicts = judge_answers(pairs, _counting(judge_many, progress))
     records = []
     for row, rounds in zip(rows, splits):
         gold = str(row[config.gold_key])
@@ -143,11 +143,11 @@ def _response_rounds(
     return records
 
 
-def _counting(check_many: CheckMany | None, progress: Progress | None) -> CheckMany | None:
+def _counting(judge_many: JudgeMany | None, progress: Progress | None) -> JudgeMany | None:
     """Wrap the checker so each verdict reports progress (the pairs reaching it are distinct)."""
     if progress is None:
-        return check_many
-    check = check_many or judge_in_process
+        return judge_many
+    check = judge_many or judge_in_process
 
     def counted(pairs: Iterable[tuple[str, str]]):
         todo = list(pairs)
@@ -351,21 +351,21 @@ def _length_analysis(records: Sequence[dict], bins: int) -> dict:
 def analyze(
     rows: Sequence[dict],
     *,
-    check_many: CheckMany | None = None,
+    judge_many: JudgeMany | None = None,
     judge: RoundJudge | None = None,
     config: AnalysisConfig = AnalysisConfig(),
     progress: Progress | None = None,
 ) -> tuple[dict, list[dict]]:
     """(analysis.json object, per-response round records) for judged samples with ``tokens``.
 
-    `check_many` judges round answers (default: in-process `answers.judge`; pass a `Verifier`'s for
+    `judge_many` judges round answers (default: in-process `answers.judge`; pass a `Verifier`'s for
     untrusted text); `judge` adds language-model round counts.
     """
     missing = [i for i, row in enumerate(rows, start=1) if "tokens" not in row or "correct" not in row]
     if missing:
         raise ValueError(f"rows {missing[:5]} lack 'tokens' or 'correct' (count them with "
                          "tokens.with_token_counts, judge them with judging.judge_rows)")
-    records = _response_rounds(rows, check_many, config, progress)
+    records = _response_rounds(rows, judge_many, config, progress)
     if judge is not None:
         _add_llm_judgements(records, rows, judge, config, progress)
     by_benchmark = _by(records, lambda r: r["benchmark"])

@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unjudged = [row for row in rows if not isinstance(row.get("correct"), bool)]
     with Verifier(workers=args.workers, timeout=args.timeout) as verifier, \
             ProgressDisplay(console, transient=True) as display:
-        judged = len(list(judge_rows(unjudged, verifier.check_many, gold_keys=(args.gold_key,))))
-        analysis, records = analyze(rows, check_many=verifier.check_many, judge=judge, config=config,
+        judged = len(list(judge_rows(unjudged, verifier.judge_many, gold_keys=(args.gold_key,))))
+        analysis, records = analyze(rows, judge_many=verifier.judge_many, judge=judge, config=config,
                                     progress=display.update)
     analysis["source"] = str(samples_file(args.source))
     paths = write_outputs(args.output, analysis, records, plots=not args.no_plots)

@@ -171,7 +171,7 @@ def judge_to_samples(
     if progress is not None:
         progress("judge", 0, None)
     with Verifier(workers=config.workers, timeout=config.timeout) as verifier, append_jsonl(samples_path) as write:
-        for row in judge_rows(counted, verifier.check_many, gold_keys=("answer",), batch_size=batch):
+        for row in judge_rows(counted, verifier.judge_many, gold_keys=("answer",), batch_size=batch):
             write(row)
             written += 1
             if progress is not None and written % 64 == 0:

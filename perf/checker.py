@@ -4,7 +4,7 @@ Baseline: plain math-verify in one process, the usual way (``verify(parse("$"+go
 Measured on the same rows, in one run:
   * labelled responses (../shared/labeled/labeled_dev.jsonl, a uniform sample of --rows);
   * a grouped set: 8 responses per problem (what judging generations looks like);
-then the verifier's parent-process peak RSS while streaming 10k and 100k rows through `check_many`.
+then the verifier's parent-process peak RSS while streaming 10k and 100k rows through `judge_many`.
 Prints medians over --repeats and ratios against the baseline.
 """
 
@@ -45,9 +45,9 @@ def plain_math_verify(pairs: list[tuple[str, str]]) -> float:
 
 def ours(pairs: list[tuple[str, str]], workers: int) -> float:
     with Verifier(workers=workers, timeout=5) as verifier:
-        list(verifier.check_many(pairs[:64], chunk=1))  # start-up excluded: every worker forked and warm
+        list(verifier.judge_many(pairs[:64], chunk=1))  # start-up excluded: every worker forked and warm
         started = time.perf_counter()
-        for _ in verifier.check_many(pairs):
+        for _ in verifier.judge_many(pairs):
             pass
         return time.perf_counter() - started
 
@@ -70,7 +70,7 @@ from tops_plugin.judging.verifier import Verifier
 rows = ((rf"The total is \\boxed{{{{{{i % 97}}}}}}.", str(i % 89)) for i in range({n_rows}))
 if __name__ == "__main__":
     with Verifier(workers=2, timeout=5) as v:
-        for _ in v.check_many(rows):
+        for _ in v.judge_many(rows):
             pass
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -103,7 +103,7 @@ def main() -> None:
             print(f"  {label:22s} {len(pairs) / median:8.1f} rows/s   {base / median:5.2f}x")
         results[name] = {k: len(pairs) / statistics.median(v) for k, v in times.items()}
     if not args.no_memory:
-        print("\npeak RSS of the parent while streaming (check_many):")
+        print("\npeak RSS of the parent while streaming (judge_many):")
         for n in (10_000, 100_000):
             print(f"  {n:7d} rows: {peak_rss_mb(n):7.1f} MB")
     print("\n" + json.dumps(results))

@@ -5,7 +5,7 @@ Builds a `--backend responses` file of --rows rows from the real responses in
 under new sample indices, then runs `python -m evals.run --backend responses` on it in a subprocess and
 reports rows/s and the peak memory of the run's main process (and with its checker workers).
 
-Baseline: the checker alone -- `Verifier.check_many` over (response, gold) pairs of the same rows, in
+Baseline: the checker alone -- `Verifier.judge_many` over (response, gold) pairs of the same rows, in
 memory, no I/O and no token counting -- on the first --ref-rows rows. The ratio says what the harness
 (reading, validation, Qwen2.5 token counting, appending samples.jsonl, summary, report, plots) costs on
 top of judging.
@@ -61,7 +61,7 @@ def build_rows(rows: int) -> tuple[list[dict], dict[str, str]]:
 def checker_rate(rows: list[dict], golds: dict[str, str], workers: int) -> tuple[float, float]:
     with Verifier(workers=workers) as verifier:
         started = time.perf_counter()
-        for _ in verifier.check_many((row["response"], golds[row["id"]]) for row in rows):
+        for _ in verifier.judge_many((row["response"], golds[row["id"]]) for row in rows):
             pass
         elapsed = time.perf_counter() - started
     return len(rows) / elapsed, elapsed

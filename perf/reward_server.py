@@ -4,7 +4,7 @@ Items are real labelled responses (shared/labeled/labeled_dev.jsonl) wrapped in 
 one item per request (what OpenRLHF sends), with 1% hostile answers (power towers, huge factorials, deep
 nesting) that only the verifier's hard deadline stops. Measured in one run:
 
-* raw: `Verifier.check_many` on the same responses in-process (the baseline: what the pool can do);
+* raw: `Verifier.judge_many` on the same responses in-process (the baseline: what the pool can do);
 * server: `python -m tops_plugin.server` with the same workers and deadline; items/s, p50/p99 latency,
   errors, lost/duplicated items, verdicts that differ from the raw run; a verifier worker is killed with
   SIGKILL half-way, and the server must keep answering.
@@ -80,10 +80,10 @@ def build_items(count: int, hostile_rate: float, seed: int) -> list[dict]:
 def raw_throughput(items: list[dict], workers: int, timeout: float) -> tuple[float, list[str]]:
     pairs = [(response_text(item["query"], item["prompt"]), item["label"]) for item in items]
     with Verifier(workers=workers, timeout=timeout) as verifier:
-        list(verifier.check_many(pairs[:8]))  # start the workers outside the timing, as the server is warmed
+        list(verifier.judge_many(pairs[:8]))  # start the workers outside the timing, as the server is warmed
         started = time.perf_counter()
         # A wide window, so a hostile item at the head does not idle the other workers: the pool's best.
-        verdicts = [v.verdict for v in verifier.check_many(pairs, window=256)]
+        verdicts = [v.verdict for v in verifier.judge_many(pairs, window=256)]
         return len(pairs) / (time.perf_counter() - started), verdicts
 
 

@@ -79,7 +79,7 @@ def judge(recipe: Recipe, src: Path, dst: Path) -> None:
     bad: list = []
     with Verifier(workers=recipe.verifier.workers, timeout=recipe.verifier.timeout) as verifier:
         rows = read_records(src, need_verdict=False, skip_bad=True, errors=bad)
-        count = write_jsonl(dst, judge_rows(rows, verifier.check_many, gold_keys=GOLD_KEYS))
+        count = write_jsonl(dst, judge_rows(rows, verifier.judge_many, gold_keys=GOLD_KEYS))
     for error in bad:
         log.warning("malformed record skipped: %s", error)
     _write_judge_meta(dst, src, count, bad)

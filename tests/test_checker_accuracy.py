@@ -35,7 +35,7 @@ def _plain_math_verify(row: dict) -> bool:
 def test_agreement_is_at_least_plain_math_verify_on_every_source(labeled_path: Path) -> None:
     rows = list(read_jsonl(labeled_path))
     with Verifier(workers=2, timeout=5) as verifier:
-        ours = [v.correct for v in verifier.check_many((r["response"], r["gold"]) for r in rows)]
+        ours = [v.correct for v in verifier.judge_many((r["response"], r["gold"]) for r in rows)]
     with mp.get_context("fork").Pool(2) as pool:
         plain = pool.map(_plain_math_verify, rows, chunksize=16)
 

@@ -176,7 +176,7 @@ class ListChecker:
     def __init__(self, verdicts):
         self.verdicts, self.seen = list(verdicts), []
 
-    def check_many(self, pairs, window=None, chunk=1, budget=None):
+    def judge_many(self, pairs, window=None, chunk=1, budget=None):
         pairs = list(pairs)
         self.seen.extend(pairs)
         return iter(self.verdicts[: len(pairs)])
@@ -195,7 +195,7 @@ def test_scorer_counts_bad_labels_and_queries_as_errors_without_raising():
 
 def test_scorer_survives_a_failing_verifier():
     class Broken:
-        def check_many(self, pairs, window=None, chunk=1, budget=None):
+        def judge_many(self, pairs, window=None, chunk=1, budget=None):
             raise RuntimeError("pool is gone")
 
     out = Scorer(RewardConfig(), Broken()).score([query("\\boxed{1}")], [PROMPT], ["1"])

@@ -12,7 +12,7 @@ from tops_plugin.rounds.splitter import (
     RoundConfig,
     count_rounds,
     judge_answers,
-    round_check_text,
+    round_judge_text,
     split_rounds,
 )
 
@@ -157,11 +157,11 @@ def test_judge_answers_checks_each_distinct_pair_once():
     def fake_check(pairs):
         for text, gold in pairs:
             calls.append((text, gold))
-            yield Verdict("timeout" if text == round_check_text("9^{9^{9}}") else "wrong")
+            yield Verdict("timeout" if text == round_judge_text("9^{9^{9}}") else "wrong")
 
     pairs = [("5", "4"), ("5", "4"), ("9^{9^{9}}", "4"), ("5", "4")]
     verdicts = judge_answers(pairs, fake_check)
-    assert calls == [(round_check_text("5"), "4"), (round_check_text("9^{9^{9}}"), "4")]
+    assert calls == [(round_judge_text("5"), "4"), (round_judge_text("9^{9^{9}}"), "4")]
     rounds = split_rounds("So x = 5.\nWait, \\boxed{9^{9^{9}}}")
     counts = count_rounds(rounds, "4", verdicts)
     # A timeout is neither correct nor erroneous: it is counted as unjudged.
@@ -173,7 +173,7 @@ def test_verifier_agrees_with_in_process_judging():
 
     pairs = [("\\frac{1}{2}", "0.5"), ("3", "4"), ("\\dfrac{243}{625}", "\\frac{243}{625}")]
     with Verifier(workers=1, timeout=10) as verifier:
-        isolated = judge_answers(pairs, verifier.check_many)
+        isolated = judge_answers(pairs, verifier.judge_many)
     assert isolated == judge_answers(pairs) == {
         ("\\frac{1}{2}", "0.5"): "correct",
         ("3", "4"): "wrong",

@@ -259,15 +259,15 @@ def test_a_500_word_response_with_bad_tokens_is_not_the_shortest_pick(tmp_path, 
 
 
 def fake_check_many(seen):
-    """Stands in for a Verifier's check_many: judges by exact match and records the calls."""
+    """Stands in for a Verifier's judge_many: judges by exact match and records the calls."""
     from tops_plugin.judging.answers import Verdict
 
-    def check_many(items):
+    def judge_many(items):
         for response, gold, truncated in items:
             seen.append((response, gold, truncated))
             yield Verdict("correct" if response.endswith(gold) else "wrong", pred=response[-1:])
 
-    return check_many
+    return judge_many
 
 
 def test_judge_rows_keeps_verdicts_when_asked_judges_the_rest_in_order():

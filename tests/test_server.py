@@ -162,7 +162,7 @@ class GatedChecker:
     def __init__(self):
         self.release, self.entered = threading.Event(), threading.Event()
 
-    def check_many(self, pairs, window=None, chunk=1, budget=None):
+    def judge_many(self, pairs, window=None, chunk=1, budget=None):
         pairs = list(pairs)
         self.entered.set()
         self.release.wait(10)

@@ -22,7 +22,7 @@ def test_ray_verifier_judges_in_order_with_deadline(monkeypatch):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
     try:
         with RayVerifier(actors=1, workers=1, timeout=2.0, batch=2) as verifier:
-            assert verifier.check("so \\boxed{42}", "42").verdict == "correct"
+            assert verifier.judge("so \\boxed{42}", "42").verdict == "correct"
             pairs = [
                 ("\\boxed{1}", "1"),
                 ("\\boxed{2}", "3"),
@@ -31,7 +31,7 @@ def test_ray_verifier_judges_in_order_with_deadline(monkeypatch):
                 ("\\boxed{\\frac12}", "0.5"),
             ]
             started = time.monotonic()
-            verdicts = [v.verdict for v in verifier.check_many(pairs)]
+            verdicts = [v.verdict for v in verifier.judge_many(pairs)]
             assert verdicts == ["correct", "wrong", "no_answer", "timeout", "correct"]
             assert time.monotonic() - started < 2.0 + 5.0
             out = Scorer(RewardConfig(), verifier).score(
@@ -39,7 +39,7 @@ def test_ray_verifier_judges_in_order_with_deadline(monkeypatch):
             )
             assert out["rewards"] == [1.0]
             started = time.monotonic()  # a budget shorter than the deadline bounds the whole call
-            assert [v.verdict for v in verifier.check_many(pairs[3:4], budget=0.5)] == ["timeout"]
+            assert [v.verdict for v in verifier.judge_many(pairs[3:4], budget=0.5)] == ["timeout"]
             assert time.monotonic() - started < 0.5 + 1.5
         assert ray.is_initialized()  # the caller started Ray, so the caller stops it
     finally:

@@ -27,13 +27,13 @@ def verifier():
 
 def test_check_and_order_of_check_many(verifier: Verifier) -> None:
     pairs = [(rf"\boxed{{{i % 7}}}", str(i % 5)) for i in range(200)]
-    verdicts = list(verifier.check_many(pairs))
+    verdicts = list(verifier.judge_many(pairs))
     assert [v.correct for v in verdicts] == [i % 7 == i % 5 for i in range(200)]
 
 
 def test_64_threads_at_once(verifier: Verifier) -> None:
     def one(i: int) -> bool:
-        return verifier.check(rf"so the answer is $\boxed{{{i}}}$", str(i if i % 2 else i + 1)).correct
+        return verifier.judge(rf"so the answer is $\boxed{{{i}}}$", str(i if i % 2 else i + 1)).correct
 
     with ThreadPoolExecutor(max_workers=64) as threads:
         results = list(threads.map(one, range(256)))
@@ -53,7 +53,7 @@ HOSTILE = {
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_input_returns_a_verdict_within_deadline(verifier: Verifier, name: str) -> None:
     started = time.monotonic()
-    verdict = verifier.check(HOSTILE[name], "5")
+    verdict = verifier.judge(HOSTILE[name], "5")
     assert time.monotonic() - started <= DEADLINE + 1.0
     assert verdict.verdict in {"correct", "wrong", "no_answer", "timeout", "error"}
 
@@ -65,7 +65,7 @@ def test_code_in_an_answer_is_never_run(verifier: Verifier, tmp_path: Path) -> N
         f"\\boxed{{__import__('os').system('touch {target}')}}",
         f"$__import__('os').system('touch {target}')$",
     ):
-        assert verifier.check(text, "5").verdict in {"wrong", "no_answer"}
+        assert verifier.judge(text, "5").verdict in {"wrong", "no_answer"}
     assert not target.exists()
 
 
@@ -82,7 +82,7 @@ def test_worker_killed_mid_batch_is_replaced_and_every_row_judged() -> None:
     with Verifier(workers=2, timeout=DEADLINE) as pool:
         pairs = [(rf"\boxed{{{i}}}", str(i)) for i in range(400)]
         results = []
-        for i, verdict in enumerate(pool.check_many(pairs)):
+        for i, verdict in enumerate(pool.judge_many(pairs)):
             results.append(verdict)
             if i in (50, 150, 250):
                 pids = pool.worker_pids
@@ -100,7 +100,7 @@ def test_no_orphans_after_close_or_interrupt(tmp_path: Path) -> None:
         from tops_plugin.judging.verifier import Verifier
         if __name__ == "__main__":
             pool = Verifier(workers=2, timeout=30)
-            print(pool.check(r"\\boxed{1}", "1").verdict, flush=True)
+            print(pool.judge(r"\\boxed{1}", "1").verdict, flush=True)
             print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)
             pool.submit(r"\\boxed{9^{9^{9^{9}}}}", "1")
             time.sleep(0.5)
@@ -131,7 +131,7 @@ def test_meaningless_arguments_are_refused_before_any_worker_starts(arguments) -
 
 def test_close_is_idempotent_and_rejects_new_work() -> None:
     pool = Verifier(workers=1, timeout=DEADLINE)
-    assert pool.check(r"\boxed{2}", "2").correct
+    assert pool.judge(r"\boxed{2}", "2").correct
     pool.close()
     pool.close()
     with pytest.raises(RuntimeError):
@@ -142,7 +142,7 @@ def test_stuck_item_in_a_chunk_times_out_and_the_rest_of_the_chunk_is_judged(ver
     pairs = [(rf"\boxed{{{i}}}", str(i)) for i in range(16)]
     pairs[3] = (HOSTILE["power tower"], "5")
     started = time.monotonic()
-    verdicts = list(verifier.check_many(pairs, chunk=8))
+    verdicts = list(verifier.judge_many(pairs, chunk=8))
     assert time.monotonic() - started <= DEADLINE + 1.0
     assert verdicts[3].verdict in {"timeout", "wrong"}
     assert all(v.correct for i, v in enumerate(verdicts) if i != 3)
@@ -156,10 +156,10 @@ def test_a_worker_that_cannot_start_in_time_is_an_error_not_a_timeout(tmp_path: 
         from tops_plugin.judging.verifier import Verifier
         # A fresh process: the fork server must import sympy and math-verify, far more than 50 ms.
         with Verifier(workers=1, timeout=2.0, start_timeout=0.05) as cold:
-            verdicts = [cold.check(r"\\boxed{1}", "1").verdict for _ in range(2)]
+            verdicts = [cold.judge(r"\\boxed{1}", "1").verdict for _ in range(2)]
             stats = dict(cold.stats)
         with Verifier(workers=1, timeout=2.0) as warm:   # a later pool starts normally
-            after = warm.check(r"\\boxed{1}", "1").verdict
+            after = warm.judge(r"\\boxed{1}", "1").verdict
         print(json.dumps({"verdicts": verdicts, "stats": stats, "after": after}))
         """
     ))
@@ -179,7 +179,7 @@ def test_killed_caller_leaves_no_worker_behind(tmp_path: Path) -> None:
         import time, psutil
         from tops_plugin.judging.verifier import Verifier
         pool = Verifier(workers=2, timeout=60)
-        pool.check(r"\\boxed{1}", "1")
+        pool.judge(r"\\boxed{1}", "1")
         pool.submit(r"\\boxed{9^{9^{9^{9}}}}", "1")     # one worker busy in C code
         time.sleep(0.5)
         print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)
@@ -212,7 +212,7 @@ def test_a_forked_child_gets_its_own_pool_and_never_hangs(tmp_path: Path) -> Non
         from tops_plugin.judging.verifier import Verifier
         signal.alarm(60)
         parent_pool = Verifier(workers=1, timeout=5)
-        assert parent_pool.check(r"\\boxed{1}", "1").correct
+        assert parent_pool.judge(r"\\boxed{1}", "1").correct
         assert shared_scorer().score([r"\\boxed{2}"], [""], ["2"])["verdicts"] == ["correct"]
         server = psutil.Process().children()[0].pid
         read, write = os.pipe()
@@ -226,7 +226,7 @@ def test_a_forked_child_gets_its_own_pool_and_never_hangs(tmp_path: Path) -> Non
                 out["parent_pool"] = str(exc)
             out["scorer"] = shared_scorer().score([r"\\boxed{3}"], [""], ["3"])["verdicts"]
             with Verifier(workers=1, timeout=5) as own:
-                out["own"] = own.check(r"\\boxed{4}", "4").verdict
+                out["own"] = own.judge(r"\\boxed{4}", "4").verdict
             os.write(write, json.dumps(out).encode() + b"\\n")
             time.sleep(10)   # outlives the parent
             os._exit(0)
@@ -258,7 +258,7 @@ def test_the_callers_working_directory_shadows_nothing(tmp_path: Path) -> None:
         """
         from tops_plugin.judging.verifier import Verifier
         with Verifier(workers=1, timeout=5) as pool:
-            print(pool.check(r"\\boxed{1}", "1").verdict, pool.stats["start_failures"])
+            print(pool.judge(r"\\boxed{1}", "1").verdict, pool.stats["start_failures"])
         """
     ))
     repo = str(Path(__file__).resolve().parent.parent)
@@ -326,7 +326,7 @@ def test_a_failed_fork_fails_one_start_not_every_worker(tmp_path: Path) -> None:
             while not pool.stats["start_failures"] and time.monotonic() < ends:
                 time.sleep(0.05)
             server = judge_workers._shared
-            verdicts = [pool.check(rf"\\boxed{{{i}}}", str(i)).verdict for i in range(4)]
+            verdicts = [pool.judge(rf"\\boxed{{{i}}}", str(i)).verdict for i in range(4)]
             alive = server is judge_workers._shared and server.alive()
             print(json.dumps({"verdicts": verdicts, "stats": pool.stats, "server_alive": alive}))
         """

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         with Verifier(workers=args.workers, timeout=args.timeout) as verifier, append_jsonl(partial) as write, \
                 ProgressDisplay(console, transient=True) as progress:
             progress.update("judging", 0, todo)
-            for row in judge_rows(rows, verifier.check_many, response_key=args.response_key,
+            for row in judge_rows(rows, verifier.judge_many, response_key=args.response_key,
                                   gold_keys=(args.gold_key,)):
                 write(row)
                 counts[row["verdict"]] += 1

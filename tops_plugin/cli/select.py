@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: Iterable[dict] = read_records(args.inputs, need_verdict=not args.judge, check_tokens=not args.recount)
         if args.judge:
             verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
-            rows = judge_rows(rows, verifier.check_many, gold_keys=GOLD_KEYS, keep_verdicts=True)
+            rows = judge_rows(rows, verifier.judge_many, gold_keys=GOLD_KEYS, keep_verdicts=True)
         try:
             selection = select(_advance(rows, progress, stage), config)
             if args.add_seed:

@@ -1,6 +1,6 @@
 """The verifier as Ray actors, so a cluster's CPU nodes judge the rollouts of its GPU nodes.
 
-Same surface as `tops_plugin.judging.verifier.Verifier` (``check``, ``check_many``, ``close``, context manager).
+Same surface as `tops_plugin.judging.verifier.Verifier` (``judge``, ``judge_many``, ``close``, context manager).
 Each actor owns a local `Verifier` -- a process pool with the hard per-item deadline -- so a hostile item
 is killed on the node that judges it, exactly as in a single-machine run. Actors are spread over the
 alive nodes and restarted by Ray if they die; a call to a dead or unreachable actor is a verdict of
@@ -29,11 +29,11 @@ class _VerifierActor:
     def __init__(self, workers: int | None, timeout: float):
         self._verifier = Verifier(workers=workers, timeout=timeout)
 
-    def check(self, response: str, gold: str) -> Verdict:
-        return self._verifier.check(response, gold)
+    def judge(self, response: str, gold: str) -> Verdict:
+        return self._verifier.judge(response, gold)
 
-    def check_many(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
-        return list(self._verifier.check_many(pairs, window=len(pairs), chunk=1))
+    def judge_many(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
+        return list(self._verifier.judge_many(pairs, window=len(pairs), chunk=1))
 
     def close(self) -> None:
         self._verifier.close()
@@ -96,11 +96,11 @@ class RayVerifier:
             return [Verdict("error")] * size
         return result if isinstance(result, list) else [result]
 
-    def check(self, response: str, gold: str) -> Verdict:
+    def judge(self, response: str, gold: str) -> Verdict:
         """Judge one response on some actor, under the actor's hard deadline."""
-        return self._get(self._actor().check.remote(response, gold), 1)[0]
+        return self._get(self._actor().judge.remote(response, gold), 1)[0]
 
-    def check_many(
+    def judge_many(
         self,
         pairs: Iterable[tuple[str, str]],
         window: int | None = None,
@@ -116,7 +116,7 @@ class RayVerifier:
         ends = time.monotonic() + budget if budget is not None else None
         pending: deque[tuple[Any, int]] = deque()
         for batch in _chunks(pairs, size):
-            pending.append((self._actor().check_many.remote(batch), len(batch)))
+            pending.append((self._actor().judge_many.remote(batch), len(batch)))
             while len(pending) * size >= limit:
                 yield from self._get(*pending.popleft(), ends)
         while pending:

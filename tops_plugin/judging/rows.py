@@ -24,7 +24,7 @@ from tops_plugin.judging import answers
 from tops_plugin.judging.answers import THINKING_TAGS, Verdict, judge
 
 __all__ = [
-    "CheckMany",
+    "JudgeMany",
     "UNSETTLED_VERDICTS",
     "VERDICT_FIELDS",
     "judge_in_process",
@@ -46,12 +46,12 @@ UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 FINISHED_REASONS = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
 
 #: A batch checker: (response, gold, truncated) triples in, one `Verdict` each out, in order
-#: (`tops_plugin.judging.verifier.Verifier.check_many` has this shape).
-CheckMany = Callable[[Iterable[tuple[str, str, bool]]], Iterator[Verdict]]
+#: (`tops_plugin.judging.verifier.Verifier.judge_many` has this shape).
+JudgeMany = Callable[[Iterable[tuple[str, str, bool]]], Iterator[Verdict]]
 
 
 def judge_in_process(items: Iterable[tuple[str, str] | tuple[str, str, bool]]) -> Iterator[Verdict]:
-    """`CheckMany` over in-process `answers.judge` (no hard deadline: for trusted or short text);
+    """`JudgeMany` over in-process `answers.judge` (no hard deadline: for trusted or short text);
     takes (response, gold) or (response, gold, truncated), as a `Verifier` does."""
     for response, gold, *truncated in items:
         yield judge(response, gold, truncated=bool(truncated and truncated[0]))
@@ -118,7 +118,7 @@ def judge_key(response: str, gold: str, truncated: bool) -> str:
 
 def judge_rows(
     rows: Iterable[dict],
-    check_many: CheckMany,
+    judge_many: JudgeMany,
     *,
     response_key: str = "response",
     gold_keys: Sequence[str] = ("answer",),
@@ -127,7 +127,7 @@ def judge_rows(
 ) -> Iterator[dict]:
     """Yield each row with its verdict fields (`tops_plugin.records.VerdictFields`), in input order, streaming.
 
-    `check_many` is a `Verifier`'s (hard deadline per item) or `judge_in_process`. With
+    `judge_many` is a `Verifier`'s (hard deadline per item) or `judge_in_process`. With
     `keep_verdicts`, a row that already carries a verdict (`verdict`, or a boolean `correct`) keeps it
     and only gains a `truncated` field when it lacks one. A row to judge without a gold answer raises
     ValueError naming its id; rows are expected to be validated by their reader (a string response).
@@ -137,14 +137,14 @@ def judge_rows(
     for row in rows:
         batch.append(row)
         if len(batch) >= batch_size:
-            yield from _judge_batch(batch, check_many, response_key, gold_keys, keep_verdicts)
+            yield from _judge_batch(batch, judge_many, response_key, gold_keys, keep_verdicts)
             batch = []
     if batch:
-        yield from _judge_batch(batch, check_many, response_key, gold_keys, keep_verdicts)
+        yield from _judge_batch(batch, judge_many, response_key, gold_keys, keep_verdicts)
 
 
 def _judge_batch(
-    batch: list[dict], check_many: CheckMany, response_key: str, gold_keys: Sequence[str], keep_verdicts: bool
+    batch: list[dict], judge_many: JudgeMany, response_key: str, gold_keys: Sequence[str], keep_verdicts: bool
 ) -> list[dict]:
     todo: list[tuple[dict, str, bool]] = []
     for row in batch:
@@ -156,7 +156,7 @@ def _judge_batch(
         if gold is None:
             raise ValueError(f"row {row.get('id')!r} has no gold answer ({'/'.join(gold_keys)}) to judge against")
         todo.append((row, gold, truncated))
-    verdicts = check_many((row[response_key], gold, truncated) for row, gold, truncated in todo)
+    verdicts = judge_many((row[response_key], gold, truncated) for row, gold, truncated in todo)
     for (row, gold, truncated), verdict in zip(todo, verdicts, strict=True):
         row.update(verdict.fields())
         row["truncated"] = truncated

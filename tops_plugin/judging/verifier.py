@@ -13,7 +13,7 @@ is ready, before an item is given to it, and a killed worker is replaced at once
 the next item. A worker that cannot become ready within `start_timeout` turns its items into ``error``
 (counted in ``stats["start_failures"]``), never into ``timeout``.
 
-One driver thread per worker takes items from a fair queue: each caller (a `check_many` call, or one
+One driver thread per worker takes items from a fair queue: each caller (a `judge_many` call, or one
 `submit`) has its own lane and the drivers serve the lanes in turn, so a large or hostile batch from one
 caller delays another caller's items by at most one item per worker.
 """
@@ -113,7 +113,7 @@ class Verifier:
     """Judge responses against gold answers in worker processes, with a deadline per item.
 
     >>> with Verifier(workers=2, timeout=5.0) as verifier:
-    ...     verifier.check("so the answer is \\\\boxed{42}", "42").verdict
+    ...     verifier.judge("so the answer is \\\\boxed{42}", "42").verdict
     'correct'
     """
 
@@ -165,11 +165,11 @@ class Verifier:
         self._tasks.put(lane, (futures, payloads))
         return futures
 
-    def check(self, response: str, gold: str, truncated: bool = False) -> Verdict:
+    def judge(self, response: str, gold: str, truncated: bool = False) -> Verdict:
         """Judge one response (blocking, thread-safe)."""
         return self.submit(response, gold, truncated).result()
 
-    def check_many(
+    def judge_many(
         self,
         pairs: Iterable[tuple[str, str]] | Iterable[tuple[str, str, bool]],
         window: int | None = None,

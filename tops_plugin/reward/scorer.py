@@ -263,7 +263,7 @@ REWARD_MODES: dict[str, Callable[[RewardConfig], RewardMode]] = {
 class Checker(Protocol):
     """What a scorer needs from a verifier (local `Verifier` or `RayVerifier`)."""
 
-    def check_many(
+    def judge_many(
         self,
         pairs: Sequence[tuple[str, str]],
         window: int | None = None,
@@ -326,7 +326,7 @@ class Scorer:
             if todo:
                 pairs = [(texts[i], parsed[i].answer) for i in todo]
                 # The whole batch in flight at once: a hostile item holds up only its own worker.
-                verdicts_in_order = self.verifier.check_many(pairs, window=len(pairs), chunk=1, budget=budget)
+                verdicts_in_order = self.verifier.judge_many(pairs, window=len(pairs), chunk=1, budget=budget)
                 for i, verdict in zip(todo, verdicts_in_order):
                     verdicts[i] = verdict
         except Exception:

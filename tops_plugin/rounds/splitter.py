@@ -4,7 +4,7 @@ The paper defines a round as a complete reasoning or verification pass that reac
 that more effort brings more rounds and more erroneous ones. This module is the deterministic version of
 that count: it finds where the response reflects and where it commits to an answer, and each round's
 answer is judged against the gold answer by the project's checker (`tops_plugin.judging.answers`, or a
-`Verifier`'s ``check_many`` for untrusted text). A round is *erroneous* when its answer is judged wrong.
+`Verifier`'s ``judge_many`` for untrusted text). A round is *erroneous* when its answer is judged wrong.
 
 How a response is split (all markers live in `RoundConfig`):
 
@@ -71,13 +71,13 @@ __all__ = [
     "RoundCounts",
     "count_rounds",
     "judge_answers",
-    "round_check_text",
+    "round_judge_text",
     "split_rounds",
 ]
 
 #: A batch checker: (response, gold) pairs in, one `Verdict` per pair out, in order
-#: (`tops_plugin.judging.verifier.Verifier.check_many` has this shape).
-CheckMany = Callable[[Iterable[tuple[str, str]]], Iterator[Verdict]]
+#: (`tops_plugin.judging.verifier.Verifier.judge_many` has this shape).
+JudgeMany = Callable[[Iterable[tuple[str, str]]], Iterator[Verdict]]
 
 
 @dataclass(frozen=True)
@@ -411,20 +411,19 @@ def split_rounds(response: str, config: RoundConfig = DEFAULT_CONFIG) -> list[Ro
 # ------------------------------------------------------------------------------------------------- judging
 
 
-def round_check_text(answer: str) -> str:
+def round_judge_text(answer: str) -> str:
     """The text handed to the checker for a round's answer (a boxed answer is what it reads first)."""
     return f"\\boxed{{{answer}}}"
 
 
-def judge_answers(pairs: Iterable[tuple[str, str]], check_many: CheckMany | None = None) -> dict[tuple[str, str], str]:
-    """Verdict name for each distinct (answer, gold) pair; each distinct pair is checked once.
+def judge_answers(pairs: Iterable[tuple[str, str]], judge_many: JudgeMany | None = None) -> dict[tuple[str, str], str]:
+    """Verdict name for each distinct (answer, gold) pair; each distinct pair is judged once.
 
-    `check_many` defaults to in-process `answers.judge`; pass a `Verifier`'s ``check_many`` for
+    `judge_many` defaults to in-process `answers.judge`; pass a `Verifier`'s ``judge_many`` for
     untrusted text (it enforces a hard deadline per item).
     """
     unique = list(dict.fromkeys((str(answer), str(gold)) for answer, gold in pairs))
-    check = check_many or judge_in_process
-    verdicts = check((round_check_text(answer), gold) for answer, gold in unique)
+    verdicts = (judge_many or judge_in_process)((round_judge_text(answer), gold) for answer, gold in unique)
     return {pair: verdict.verdict for pair, verdict in zip(unique, verdicts)}
 
 
