@@ -17,8 +17,8 @@ from evals.benchmarks import BENCHMARKS, BenchmarkError
 from evals.config import TOKEN_COUNTS, EvalConfig
 from evals.harness import ConfigMismatch, run_eval
 from evals.layout import RunFiles
-from evals.sources import FileSamples
 from evals.report import coverage_warnings
+from evals.sources import FileSamples
 from tops_plugin.cli.args import (
     add_renamed,
     command_parser,
@@ -30,10 +30,10 @@ from tops_plugin.cli.args import (
     positive_float,
     positive_int,
 )
-from tops_plugin.jsonl import JsonlError
 from tops_plugin.cli.progress import ProgressDisplay
-from tops_plugin.prompts import EFFORTS
+from tops_plugin.jsonl import JsonlError
 from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S
+from tops_plugin.prompts import EFFORTS
 
 
 def build_parser() -> argparse.ArgumentParser:

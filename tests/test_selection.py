@@ -258,7 +258,7 @@ def test_a_500_word_response_with_bad_tokens_is_not_the_shortest_pick(tmp_path, 
     assert code == 0 and [r["sample"] for r in read_jsonl(out)] == [1]
 
 
-def fake_check_many(seen):
+def fake_judge_many(seen):
     """Stands in for a Verifier's judge_many: judges by exact match and records the calls."""
     from tops_plugin.judging.answers import Verdict
 
@@ -275,14 +275,14 @@ def test_judge_rows_keeps_verdicts_when_asked_judges_the_rest_in_order():
     rows[2].update(verdict="wrong", correct=False)
     rows[3]["finish_reason"] = "length"
     seen = []
-    out = list(judge_rows(iter(rows), fake_check_many(seen), keep_verdicts=True, batch_size=3))
+    out = list(judge_rows(iter(rows), fake_judge_many(seen), keep_verdicts=True, batch_size=3))
     assert [r["id"] for r in out] == list(range(7))
     assert len(seen) == 6 and seen[2] == ("answer 1", "1", True)
     assert [r["verdict"] for r in out] == ["wrong", "correct", "wrong", "correct", "wrong", "correct", "wrong"]
     assert [r["truncated"] for r in out] == [False, False, False, True, False, False, False]
     assert "judge_key" in out[0] and "judge_key" not in out[2]
     with pytest.raises(ValueError, match="no gold answer"):
-        list(judge_rows([{"id": "x", "response": "1"}], fake_check_many([])))
+        list(judge_rows([{"id": "x", "response": "1"}], fake_judge_many([])))
 
 
 def run_cli(tmp_path, rows, *args):
