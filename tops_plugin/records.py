@@ -72,6 +72,8 @@ class GenerationRecord(Problem, total=False):
     * ``tokens`` -- Qwen2.5 tokens of the response (the paper reports every model's length in them);
     * ``gen_tokens`` -- the model's own count of the tokens it generated;
     * ``usage`` -- API backends only: the provider's token accounting, as returned.
+    * ``reasoning`` -- API backends only, when the server returns it apart (``reasoning_content``): the
+      model's reasoning text.
 
     Written by `tops_plugin.generation` (``make_records``, appended and resumed by ``generate_to_file``);
     read by judging (`tops_plugin.judging.rows.judge_rows`), selection
@@ -88,6 +90,7 @@ class GenerationRecord(Problem, total=False):
     tokens: int
     gen_tokens: int
     usage: dict
+    reasoning: str
 
 
 class VerdictFields(TypedDict, total=False):
