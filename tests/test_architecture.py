@@ -37,7 +37,7 @@ def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".importlinter", tmp_path)
     with open(tmp_path / "tops_plugin" / "judging" / "rows.py", "a") as handle:
-        handle.write("\nimport recipes.stages  # the library reaching up into the launcher\n")
+        handle.write("\nimport recipes.work  # the library reaching up into the launcher\n")
     with open(tmp_path / "tops_plugin" / "selection" / "openrlhf.py", "a") as handle:
         handle.write("\nfrom tops_plugin.selection import seeds  # seeds imports openrlhf: a loop\n")
 
@@ -46,7 +46,7 @@ def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
     assert result.returncode != 0
     out = result.stdout
     assert "The library never imports the recipes or the evaluation BROKEN" in out
-    assert "tops_plugin.judging.rows -> recipes.stages" in out
+    assert "tops_plugin.judging.rows -> recipes.work" in out
     assert "No import loops between the modules of any package BROKEN" in out
     assert "No cycles are allowed in tops_plugin.selection." in out
     assert "Layers: recipes > evals > commands > stages > generation > judging > the floor BROKEN" in out
