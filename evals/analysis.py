@@ -38,12 +38,11 @@ from evals.metrics import level_name, level_sort_key, wilson_interval
 from evals.plots import write_analysis_plots
 from evals.report import analysis_markdown
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
-from tops_plugin.judging.rows import judge_in_process
+from tops_plugin.judging.rows import JudgeMany, judge_in_process
 from tops_plugin.prompts import effort_label, effort_sort_key
 from tops_plugin.rounds.judge import JudgeItem, RoundJudge
 from tops_plugin.rounds.splitter import (
     DEFAULT_CONFIG,
-    JudgeMany,
     RoundConfig,
     count_rounds,
     judge_answers,

@@ -45,9 +45,9 @@ UNSETTLED_VERDICTS = frozenset({"timeout", "error"})
 #: `finish_reason` values that mean the model stopped by itself (any case: Gemini says "STOP").
 FINISHED_REASONS = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
 
-#: A batch checker: (response, gold, truncated) triples in, one `Verdict` each out, in order
-#: (`tops_plugin.judging.verifier.Verifier.judge_many` has this shape).
-JudgeMany = Callable[[Iterable[tuple[str, str, bool]]], Iterator[Verdict]]
+#: A batch judge: (response, gold) pairs or (response, gold, truncated) triples in, one `Verdict` each out,
+#: in order (`tops_plugin.judging.verifier.Verifier.judge_many` and `judge_in_process` have this shape).
+JudgeMany = Callable[[Iterable[tuple[str, str] | tuple[str, str, bool]]], Iterator[Verdict]]
 
 
 def judge_in_process(items: Iterable[tuple[str, str] | tuple[str, str, bool]]) -> Iterator[Verdict]:

@@ -57,12 +57,12 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from tops_plugin.judging.answers import Verdict, extract_answer, last_boxed
-from tops_plugin.judging.rows import judge_in_process
+from tops_plugin.judging.answers import extract_answer, last_boxed
+from tops_plugin.judging.rows import JudgeMany, judge_in_process
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -75,9 +75,6 @@ __all__ = [
     "split_rounds",
 ]
 
-#: A batch checker: (response, gold) pairs in, one `Verdict` per pair out, in order
-#: (`tops_plugin.judging.verifier.Verifier.judge_many` has this shape).
-JudgeMany = Callable[[Iterable[tuple[str, str]]], Iterator[Verdict]]
 
 
 @dataclass(frozen=True)
