@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from evals.analysis import EQUATION_MODES, AnalysisConfig, analyze, load_samples, write_outputs
 from evals.layout import AnalysisFiles, samples_file
 from evals.report import display_name, num, pct
-from tops_plugin.cli.args import add_renamed, command_parser, positive_float, positive_int
+from tops_plugin.cli.args import add_renamed, command_parser, input_path, positive_float, positive_int
 from tops_plugin.jsonl import JsonlError
 from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S
 from tops_plugin.rounds.judge import RoundJudge
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tops-analyze",
         "Why long reasoning hurts, measured on a run: reasoning rounds, erroneous rounds, and length vs accuracy.",
     )
-    parser.add_argument("source", metavar="RUN_DIR|SAMPLES.jsonl",
+    parser.add_argument("source", type=input_path, metavar="RUN_DIR|SAMPLES.jsonl",
                         help="a run directory (its samples.jsonl) or a samples JSONL file")
     add_renamed(parser, "-o", "--output", old="--out", required=True, metavar="DIR",
                 help="directory to write analysis.json, report.md and plots to")

@@ -21,7 +21,7 @@ from evals.layout import CompareFiles, summary_file
 from evals.plots import runs_accuracy_vs_tokens
 from evals.reference import load_reference
 from evals.report import compare_csv, compare_levels_markdown, compare_markdown, display_name, paper_markdown
-from tops_plugin.cli.args import add_renamed, command_parser
+from tops_plugin.cli.args import add_renamed, command_parser, input_file
 from tops_plugin.jsonl import atomic_writer
 
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="tops-eval output directories")
     add_renamed(parser, "-o", "--output", old="--out", required=True, metavar="DIR",
                 help="directory to write compare.md, compare.csv and accuracy_vs_tokens.png to")
-    parser.add_argument("--reference", default=None, metavar="FILE",
+    parser.add_argument("--reference", type=input_file, default=None, metavar="FILE",
                         help="published figures (YAML/JSON, see evals.reference) shown beside ours, labelled")
     parser.add_argument("--common-problems", action="store_true",
                         help="recompute every figure on the problems all runs cover (from their samples.jsonl)")

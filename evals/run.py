@@ -24,6 +24,7 @@ from tops_plugin.cli.args import (
     command_parser,
     efforts,
     fraction,
+    input_file,
     key_value,
     nonnegative_float,
     nonnegative_int,
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first N problems of each benchmark")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="directory with local copies (gsm8k_test.jsonl, math500.jsonl, aime2024.jsonl)")
-    parser.add_argument("--responses", default=None, metavar="FILE",
+    parser.add_argument("--responses", type=input_file, default=None, metavar="FILE",
                         help="JSONL of responses to score (with --backend responses)")
     add_renamed(parser, "-o", "--output", old="--out", required=True, metavar="DIR",
                 help="run directory: samples.jsonl, summary.json, report.md, plots (reused to resume)")
@@ -115,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         efforts=args.efforts,
         limit=args.limit,
         data_dir=args.data_dir,
-        responses=args.responses,
+        responses=None if args.responses is None else str(args.responses),
         tokenizer=args.tokenizer,
         workers=args.workers,
         timeout=args.timeout,

@@ -85,6 +85,19 @@ def test_evals_and_recipes_commands_validate_numbers_too(tmp_path, capsys) -> No
     assert "--config" in err and "is a directory" in err
 
 
+def test_evals_commands_refuse_a_device_as_input_before_reading_it(tmp_path, capsys) -> None:
+    """/dev/zero never ends: reading it would hang and fill memory."""
+    from evals import analyze, compare, run
+
+    err = refused(run.main, ["--backend", "responses", "--responses", "/dev/zero", "-o", str(tmp_path / "r")], capsys)
+    assert "--responses" in err and "/dev/zero is not a regular file" in err
+    err = refused(analyze.main, ["/dev/zero", "-o", str(tmp_path / "a")], capsys)
+    assert "/dev/zero is not a regular file" in err
+    err = refused(compare.main, [str(tmp_path), "-o", str(tmp_path / "c"), "--reference", "/dev/zero"], capsys)
+    assert "--reference" in err and "/dev/zero is not a regular file" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "a").exists()
+
+
 def test_check_refuses_output_equal_to_input_and_leaves_it_intact(rows_file, capsys) -> None:
     before = rows_file.read_bytes()
     err = refused(check.main, [str(rows_file), "-o", str(rows_file)], capsys)

@@ -33,6 +33,7 @@ __all__ = [
     "efforts",
     "fraction",
     "input_file",
+    "input_path",
     "key_value",
     "nonnegative_float",
     "nonnegative_int",
@@ -179,6 +180,11 @@ def input_file(text: str) -> Path:
     if not os.access(path, os.R_OK):
         raise ArgumentTypeError(f"{text}: permission denied")
     return path
+
+
+def input_path(text: str) -> Path:
+    """An existing directory, or a file as `input_file` takes it (never a device that never ends)."""
+    return Path(text) if Path(text).is_dir() else input_file(text)
 
 
 def output_file(text: str) -> Path:
