@@ -106,31 +106,22 @@ def judge_meta(judged: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, seed: Path | None = None) -> dict:
+def select_to(recipe: Recipe, mode: str, src: Path, dst: Path, seed: Path | None = None) -> None:
     """Run one selection mode over judged records and write the OpenRLHF dataset (with its sidecar);
-    with `seed`, the low-effort rows of that curated seed file are added (under the same length limit)."""
-    from tops_plugin.selection.openrlhf import write_dataset
-    from tops_plugin.selection.modes import SelectionConfig, add_seed_rows, read_records, select
+    with `seed`, the low-effort rows of that curated seed file are added (under the same length limit).
+    The sidecar counts the records the judge stage skipped as malformed."""
+    from tops_plugin.selection.dataset import write_selection
+    from tops_plugin.selection.modes import SelectionConfig
 
-    models, max_len = recipe.models, recipe.training.common.max_len
+    models = recipe.models
     config = SelectionConfig(mode=mode, seed=recipe.selection.seed, curation_tokenizer=models.curation_tokenizer,
-                             min_gap=recipe.curation.gap_tokens, max_len=max_len,
+                             min_gap=recipe.curation.gap_tokens, max_len=recipe.training.common.max_len,
                              chat_tokenizer=models.chat_tokenizer)
-    selection = select(read_records(src), config)
-    if seed is not None:
-        selection = add_seed_rows(selection, seed, config)
-    rows = selection.rows
-    stats = selection.stats.to_dict()
-    stats["malformed_input_rows"] = judge_meta(src).get("malformed", 0)
-    inputs = [src] if seed is None else [src, seed]
-    meta = write_dataset(dst, rows, mode=mode, inputs=inputs, curation_tokenizer=models.curation_tokenizer,
-                         length_tokenizer=selection.stats.length_tokenizer, stats=stats,
-                         config={"seed": recipe.selection.seed, "min_gap": recipe.curation.gap_tokens,
-                                 "max_len": max_len})
-    if not rows:
+    written = write_selection([src], dst, config, seed_file=seed,
+                              malformed_input_rows=judge_meta(src).get("malformed", 0))
+    if not written.rows:
         log.warning("%s selection of %s is empty: no problem had a usable response", mode, src)
-    log.info("%s: %d rows -> %s", mode, meta["rows"], dst)
-    return meta
+    log.info("%s: %d rows -> %s", mode, written.rows, dst)
 
 
 def before_training(model: str, dataset: Path, batch_size: int) -> None:

@@ -14,6 +14,7 @@ from recipes.config import from_dict
 from recipes.execute import run_plan
 from recipes.layout import RunLayout
 from recipes.planners import plan_stage
+from tops_plugin.cli.select import main as select_command
 from tops_plugin.jsonl import read_jsonl
 from tops_plugin.selection.openrlhf import TrainLength, meta_path, prompt_messages
 from tops_plugin.tokens import default_tokenizer_dir
@@ -134,6 +135,19 @@ def test_judge_then_select_gives_openrlhf_only_whole_finished_targets(tmp_path, 
             trained = tokenizer.decode(input_ids[0, 1:][loss_mask[0, :-1].bool()])
             assert trained == row["response"][0]["content"] + "<|im_end|>"  # whole, not cut
             assert "Let me check with 204" not in trained
+
+    # The select command, given the same judged file and settings, writes the same dataset and meta file;
+    # only the malformed records the judge stage skipped are the stage's own to count.
+    cli_out = tmp_path / "shortest.jsonl"
+    assert select_command(["--mode", "shortest", "-o", str(cli_out), "--max-len", str(max_len),
+                           "--chat-tokenizer", str(folder), str(layout.effort.judged)]) == 0
+    assert cli_out.read_bytes() == layout.selected("shortest").read_bytes()
+    stage_meta, cli_meta = (json.loads(meta_path(p).read_text()) for p in (layout.selected("shortest"), cli_out))
+    assert stage_meta.keys() == cli_meta.keys() and stage_meta["stats"].keys() == cli_meta["stats"].keys()
+    assert (stage_meta["stats"]["malformed_input_rows"], cli_meta["stats"]["malformed_input_rows"]) == (3, 0)
+    for meta in (stage_meta, cli_meta):
+        del meta["created"], meta["stats"]["malformed_input_rows"]
+    assert stage_meta == cli_meta
 
     sft = list(read_jsonl(layout.iteration_data("sft")))
     assert [(r["id"], r["sample"]) for r in sft] == [("p", 1)]

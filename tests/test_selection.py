@@ -502,3 +502,17 @@ def test_the_stand_in_chat_template_counts_qwen25s_default_system_prompt():
     text = limit.tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     assert text == (f"<|im_start|>system\n{QWEN25_DEFAULT_SYSTEM}<|im_end|>\n"
                     "<|im_start|>user\nWhat is 1 + 1?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_seed_rows_join_only_the_shortest_and_random_selections(tmp_path):
+    from tops_plugin.selection.dataset import write_selection
+
+    src, seed, out = tmp_path / "in.jsonl", tmp_path / "seed.jsonl", tmp_path / "out.jsonl"
+    write_jsonl(src, [gen("p", None, 0, 5, "correct")])
+    write_jsonl(seed, [])
+    with pytest.raises(ValueError, match="not iter-sft"):
+        write_selection([src], out, SelectionConfig(mode="iter-sft"), seed_file=seed)
+    assert not out.exists() and not meta_path(out).exists()
+    written = write_selection([src], out, SelectionConfig(mode="shortest"), seed_file=seed)
+    assert written.rows == 1 and written.stats["seed"]["low_effort_rows_added"] == 0
+    assert [i["path"] for i in json.loads(meta_path(out).read_text())["inputs"]] == [str(src), str(seed)]

@@ -1,18 +1,16 @@
 """`tops-select IN.jsonl --mode shortest|random|iter-sft|iter-dpo|seed -o OUT.jsonl`
 
-Reads judged generation records, selects per problem (see `tops_plugin.selection.modes`), writes OpenRLHF
-rows (SFT, or DPO for `iter-dpo`) atomically with an `OUT.meta.json` sidecar, and prints the
-statistics. This module only parses arguments, shows progress and prints; the work is in the library.
+Reads judged generation records, selects per problem and writes OpenRLHF rows (SFT, or DPO for
+`iter-dpo`) atomically with an `OUT.meta.json` sidecar (`tops_plugin.selection.dataset`, as the
+pipeline's select stages do), and prints the statistics. This module only parses arguments, shows progress and prints; the work is in the library.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -32,8 +30,8 @@ from tops_plugin.jsonl import JsonlError
 from tops_plugin.judging.rows import judge_rows
 from tops_plugin.judging.verifier import DEFAULT_TIMEOUT_S, Verifier
 from tops_plugin.prompts import EFFORTS
-from tops_plugin.selection.modes import GOLD_KEYS, MODES, SelectionConfig, add_seed_rows, read_records, select
-from tops_plugin.selection.openrlhf import write_dataset
+from tops_plugin.selection.dataset import SEED_TARGET_MODES, write_selection
+from tops_plugin.selection.modes import GOLD_KEYS, MODES, SelectionConfig, read_records
 
 VERDICT_CHOICES = ("wrong", "no_answer", "timeout", "error")
 
@@ -102,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                                  recount=args.recount, rejected_verdicts=verdicts, min_gap=args.min_gap,
                                  keep_effort_prompt=args.keep_effort_prompt, max_len=args.max_len,
                                  chat_tokenizer=args.chat_tokenizer)
-        if args.add_seed and args.mode not in ("shortest", "random"):
-            raise ValueError("--add-seed applies to the shortest and random modes only")
+        if args.add_seed and args.mode not in SEED_TARGET_MODES:
+            raise ValueError(f"--add-seed applies to the {' and '.join(SEED_TARGET_MODES)} modes only")
         for path in [*args.inputs, *([args.add_seed] if args.add_seed else [])]:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
@@ -119,27 +117,19 @@ def main(argv: list[str] | None = None) -> int:
             verifier = stack.enter_context(Verifier(workers=args.workers, timeout=args.timeout))
             rows = judge_rows(rows, verifier.judge_many, gold_keys=GOLD_KEYS, keep_verdicts=True)
         try:
-            selection = select(_advance(rows, progress, stage), config)
-            if args.add_seed:
-                selection = add_seed_rows(selection, args.add_seed, config)
-            out_rows = selection.rows
-        except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer, unreadable file
+            written = write_selection(args.inputs, args.output, config, rows=_advance(rows, progress, stage),
+                                      seed_file=args.add_seed)
+        except (JsonlError, ValueError, OSError) as exc:  # bad row, bad tokenizer, unreadable or unwritable file
             console.print(f"[red]error:[/red] {exc}")
             return 2
 
-    if selection.stats.rows_in == 0:
+    if written.stats["rows_in"] == 0:
         console.print(f"[yellow]warning:[/yellow] no input rows in {', '.join(map(str, args.inputs))}; "
-                      "writing an empty dataset")
-    inputs = [*args.inputs, *([args.add_seed] if args.add_seed else [])]
-    write_dataset(args.output, out_rows, mode=args.mode, inputs=inputs, curation_tokenizer=args.curation_tokenizer,
-                  length_tokenizer=selection.stats.length_tokenizer, stats=selection.stats.to_dict(),
-                  config={"seed": args.seed, "min_gap": args.min_gap, "rejected_verdicts": sorted(verdicts),
-                          "keep_effort_prompt": args.keep_effort_prompt, "max_len": args.max_len,
-                          "recount": args.recount})
-    Console().print(stats_table(selection.stats.to_dict()))
-    for table in seed_tables(selection.stats.seed):
+                      "wrote an empty dataset")
+    Console().print(stats_table(written.stats))
+    for table in seed_tables(written.stats["seed"]):
         Console().print(table)
-    console.print(f"wrote {len(out_rows):,} rows to {args.output}")
+    console.print(f"wrote {written.rows:,} rows to {written.path}")
     return 0
 
 
