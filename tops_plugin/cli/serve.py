@@ -1,4 +1,4 @@
-"""``python -m tops_plugin.server``: serve rewards for OpenRLHF over HTTP (`tops_plugin.reward.server`).
+"""``tops-serve`` (``python -m tops_plugin.server``): serve rewards for OpenRLHF over HTTP (`tops_plugin.reward.server`).
 
 Parses the options, builds the verifier pool (local processes, or Ray actors with ``--ray``) and the scorer
 from the reward config, and serves until SIGTERM/SIGINT.
@@ -11,56 +11,54 @@ import asyncio
 import os
 from dataclasses import replace
 
-from tops_plugin.cli.args import input_file, port, positive_float, positive_int
+from tops_plugin.cli.args import command_parser, input_file, port, positive_float, positive_int
 from tops_plugin.judging.ray_verifier import RayVerifier
 from tops_plugin.judging.verifier import Verifier
 from tops_plugin.reward.scorer import Scorer, load_config
 from tops_plugin.reward.server import TOKEN_ENV, ServerSettings, is_loopback, make_app, serve
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "tops-serve",
+        "Serve rewards for OpenRLHF over HTTP: POST /get_reward judges each response against its gold answer.\n\n"
+        f"Binds 127.0.0.1 unless told otherwise; any other address needs a bearer token (--token or ${TOKEN_ENV}).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 is every interface")
+    parser.add_argument("--port", type=port, default=5000, help="port to listen on; 0 picks a free one (printed)")
+    parser.add_argument("--config", type=input_file, default=None, metavar="FILE",
+                        help="reward config YAML (default: $TOPS_REWARD_CONFIG, else the built-in defaults: mode correct, 5 s)")
+    parser.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}); required off loopback")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="verifier worker processes, per actor with --ray (default: the reward config's, "
+                        "else two per core)")
+    parser.add_argument("--timeout", type=positive_float, default=None, metavar="SEC",
+                        help="deadline per item, seconds (default: the reward config's timeout)")
+    parser.add_argument("--ray", action="store_true", help="judge on Ray actors (RAY_ADDRESS or a local instance)")
+    parser.add_argument("--ray-actors", type=positive_int, default=None, metavar="N",
+                        help="Ray actors (default: one per alive node)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-body-bytes", type=positive_int, default=ServerSettings.max_body_bytes, metavar="N",
+                        help="largest request body; larger ones get 413")
+    limits.add_argument("--max-queue", type=positive_int, default=ServerSettings.max_queue, metavar="N",
+                        help="items in flight before new requests get 503")
+    limits.add_argument("--threads", type=positive_int, default=ServerSettings.threads, metavar="N",
+                        help="threads feeding the verifier (each serves one request at a time)")
+    limits.add_argument("--request-budget", type=positive_float, default=ServerSettings.request_budget_s,
+                        metavar="SEC", help="seconds for a whole request; items not started by then are 'timeout'")
+    limits.add_argument("--header-timeout", type=positive_float, default=ServerSettings.header_timeout_s,
+                        metavar="SEC", help="seconds a connection has to send a request's headers; also the idle "
+                        "keep-alive limit")
+    limits.add_argument("--body-timeout", type=positive_float, default=ServerSettings.body_timeout_s, metavar="SEC",
+                        help="seconds to send a request's body once its headers are in (else 408)")
+    limits.add_argument("--max-connections", type=positive_int, default=ServerSettings.max_connections, metavar="N",
+                        help="open connections before new ones get 503 (size to the rollout concurrency)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m tops_plugin.server``: parse options, build the verifier and scorer, serve."""
-    parser = argparse.ArgumentParser(prog="python -m tops_plugin.server", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=port, default=5000, help="0 picks a free port (printed)")
-    parser.add_argument(
-        "--workers", type=positive_int, default=None,
-        help="verifier processes (per actor with --ray; default: 2 per core)",
-    )
-    parser.add_argument("--timeout", type=positive_float, default=None, help="hard deadline per item, seconds")
-    parser.add_argument(
-        "--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}); required off loopback"
-    )
-    parser.add_argument("--max-body-bytes", type=positive_int, default=ServerSettings.max_body_bytes)
-    parser.add_argument(
-        "--max-queue", type=positive_int, default=ServerSettings.max_queue, help="items in flight before 503"
-    )
-    parser.add_argument("--threads", type=positive_int, default=ServerSettings.threads)
-    parser.add_argument(
-        "--request-budget", type=positive_float, default=ServerSettings.request_budget_s,
-        help="seconds for a whole request; items not started by then are 'timeout' (default %(default)s)",
-    )
-    parser.add_argument(
-        "--header-timeout", type=positive_float, default=ServerSettings.header_timeout_s,
-        help="seconds a connection has to send a request's headers; also the idle keep-alive limit",
-    )
-    parser.add_argument(
-        "--body-timeout", type=positive_float, default=ServerSettings.body_timeout_s,
-        help="seconds to send a request's body once its headers are in (else 408)",
-    )
-    parser.add_argument(
-        "--max-connections", type=positive_int, default=ServerSettings.max_connections,
-        help="open connections before new ones get 503 (size to the rollout concurrency)",
-    )
-    parser.add_argument(
-        "--config", type=input_file, default=None, help="reward config YAML (default: $TOPS_REWARD_CONFIG)"
-    )
-    parser.add_argument(
-        "--ray", action="store_true", help="judge on Ray actors (RAY_ADDRESS or a local instance)"
-    )
-    parser.add_argument(
-        "--ray-actors", type=positive_int, default=None, help="Ray actors (default: one per alive node)"
-    )
+    """Parse options, build the verifier and scorer, serve."""
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
