@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("output", nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # former spelling
     parser.add_argument("--levels", type=positive_int, default=4, metavar="N",
                         help="hardest level (operations per problem)")
-    for role, size in DEFAULT_SIZES.items():  # --seed etc. were the former spellings (--seed is a random seed elsewhere)
+    for role, size in DEFAULT_SIZES.items():  # formerly --seed etc.; elsewhere --seed is a random seed
         add_renamed(parser, f"--{role}-problems", old=f"--{role}", type=positive_int, default=size, metavar="N",
                     help=f"{role} problems per level")
     parser.add_argument("--gsm8k", metavar="FILE", help="also copy the first --gsm8k-limit rows of this GSM8K "

@@ -1,5 +1,5 @@
-"""`tops-serve-reward --port P --config reward.yaml -- COMMAND…` (`python -m recipes.serve_reward`): run COMMAND beside a shared
-reward server, started before it and stopped after it.
+"""`tops-serve-reward --port P --config reward.yaml -- COMMAND…` (`python -m recipes.serve_reward`): run
+COMMAND beside a shared reward server, started before it and stopped after it.
 
 The RL stage uses it when `rl.reward_server: start`: one `tops_plugin.reward.server` on this machine judges for
 every rollout worker of the cluster, instead of one verifier pool per vLLM engine. The server needs a

@@ -138,7 +138,7 @@ RENAMES = [  # (script, argv with the former spelling, argv with the current one
 ]
 
 
-@pytest.mark.parametrize(("script", "old", "new"), RENAMES, ids=[f"{s}-{o[1] if len(o) > 1 else o[0]}" for s, o, _ in RENAMES])
+@pytest.mark.parametrize(("script", "old", "new"), RENAMES, ids=[f"{s}:{' '.join(o)}" for s, o, _ in RENAMES])
 def test_a_renamed_option_still_accepts_its_former_spelling(script, old, new, files) -> None:
     parser = build_parser(script)
     fill = lambda argv: [part.format(**files) for part in argv]  # noqa: E731

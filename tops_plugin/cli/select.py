@@ -2,7 +2,8 @@
 
 Reads judged generation records, selects per problem and writes OpenRLHF rows (SFT, or DPO for
 `iter-dpo`) atomically with an `OUT.meta.json` sidecar (`tops_plugin.selection.dataset`, as the
-pipeline's select stages do), and prints the statistics. This module only parses arguments, shows progress and prints; the work is in the library.
+pipeline's select stages do), and prints the statistics. This module only parses arguments, shows
+progress and prints; the work is in the library.
 """
 
 from __future__ import annotations

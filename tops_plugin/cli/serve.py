@@ -1,4 +1,5 @@
-"""``tops-serve`` (``python -m tops_plugin.server``): serve rewards for OpenRLHF over HTTP (`tops_plugin.reward.server`).
+"""``tops-serve`` (``python -m tops_plugin.server``): serve rewards for OpenRLHF over HTTP
+(`tops_plugin.reward.server`).
 
 Parses the options, builds the verifier pool (local processes, or Ray actors with ``--ray``) and the scorer
 from the reward config, and serves until SIGTERM/SIGINT.
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 is every interface")
     parser.add_argument("--port", type=port, default=5000, help="port to listen on; 0 picks a free one (printed)")
     parser.add_argument("--config", type=input_file, default=None, metavar="FILE",
-                        help="reward config YAML (default: $TOPS_REWARD_CONFIG, else the built-in defaults: mode correct, 5 s)")
+                        help="reward config YAML (default: $TOPS_REWARD_CONFIG, else the built-in defaults: mode "
+                        "correct, 5 s)")
     parser.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}); required off loopback")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="verifier worker processes, per actor with --ray (default: the reward config's, "

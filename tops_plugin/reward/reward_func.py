@@ -1,6 +1,6 @@
 """OpenRLHF custom reward: pass this file as ``--reward.remote_url /path/to/reward_func.py``.
 
-``python -m tops_plugin.reward_path`` prints where it is installed. OpenRLHF imports it and calls
+``tops-reward-path`` prints where it is installed. OpenRLHF imports it and calls
 ``reward_func(queries, prompts, labels)`` once per sample from worker threads; the work is done by
 ``tops_plugin.reward.scorer`` with one verifier pool per process, started on the first call. Choose the reward
 mode (``correct`` or ``thinking_optimal``) with a YAML file named by ``TOPS_REWARD_CONFIG``.

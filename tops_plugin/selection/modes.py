@@ -469,7 +469,7 @@ def _record_problem(row: dict, need_verdict: bool, check_tokens: bool) -> str | 
         return f"'truncated' must be true or false, got {_short(row['truncated'])}"
     if verdict_of(row) is None:
         if need_verdict:
-            return ("no verdict ('verdict' or boolean 'correct'): judge the file first (python -m tops_plugin.check) "
+            return ("no verdict ('verdict' or boolean 'correct'): judge the file first (tops-check) "
                     "or pass --judge")
         gold = next((row[key] for key in GOLD_KEYS if row.get(key) is not None), None)
         if gold is None:
