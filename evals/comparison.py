@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals.config import RESPONSES_BACKEND
 from evals.layout import RunFiles
 from evals.metrics import metric_row, summarize
 from evals.report import cell_label, display_name
@@ -85,7 +86,7 @@ def on_common_problems(runs: Sequence[Run], run_dirs: Sequence[str | os.PathLike
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no samples file, so {label} cannot be restricted to common problems")
         config = summary.get("config", {})
-        max_sample = None if config.get("backend") == "responses" else config.get("n_samples")
+        max_sample = None if config.get("backend") == RESPONSES_BACKEND else config.get("n_samples")
         groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for row in read_jsonl(path, require=("benchmark", "id")):
             bench, effort = row["benchmark"], effort_label(row.get("effort"))

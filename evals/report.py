@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from evals.config import RESPONSES_BACKEND
 from evals.metrics import level_sort_key
 from tops_plugin.prompts import DEFAULT_EFFORT
 
@@ -119,7 +120,7 @@ def _efforts(results: dict) -> list[str]:
 
 
 def _protocol(config: dict) -> str:
-    if config.get("backend") == "responses":
+    if config.get("backend") == RESPONSES_BACKEND:
         return f"responses scored from `{config.get('responses')}`"
     if config.get("greedy"):
         return f"greedy decoding, max {config.get('max_tokens')} new tokens"

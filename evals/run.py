@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evals.benchmarks import BENCHMARKS, BenchmarkError
-from evals.config import TOKEN_COUNTS, EvalConfig
+from evals.config import RESPONSES_BACKEND, TOKEN_COUNTS, EvalConfig
 from evals.harness import ConfigMismatch, run_eval
 from evals.layout import RunFiles
 from evals.report import coverage_warnings
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     model = args.model
     if model is None:
-        if args.backend != "responses":
+        if args.backend != RESPONSES_BACKEND:
             raise ValueError(f"--model is required with --backend {args.backend}")
         model = Path(args.responses or "responses").stem
     temperature = args.temperature
