@@ -1,4 +1,5 @@
-"""``tops-analyze RUN_DIR|samples.jsonl -o DIR [--judge openai --judge-model M]`` (``python -m evals.analyze``).
+"""``tops-analyze RUN_DIR|samples.jsonl -o DIR [--round-judge openai --round-judge-model M]``
+(``python -m evals.analyze``).
 
 Why long reasoning hurts, measured on a run: reasoning rounds, erroneous rounds, and length vs accuracy
 (see `evals.analysis`). Parses arguments, shows progress and delegates.
@@ -40,17 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", default=None, metavar="PATH",
                         help="tokenizer for rows without 'tokens' (default: Qwen2.5)")
     parser.add_argument("--no-plots", action="store_true", help="write no plots")
+    # Formerly --judge…: elsewhere --judge means judging answers with the verifier (tops-select --judge).
     judge = parser.add_argument_group("language-model round judge")
-    judge.add_argument("--judge", choices=["openai"], default=None, help="also count rounds with a model")
-    judge.add_argument("--judge-model", default=None, metavar="MODEL", help="the judge's model (needed with --judge)")
-    judge.add_argument("--judge-base-url", default=None, metavar="URL",
-                       help="OpenAI-compatible endpoint (default: OpenAI)")
-    judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                       help="environment variable with the key")
-    judge.add_argument("--judge-cache", default=None, metavar="FILE",
-                       help="reply cache (default: OUTPUT/judge_cache.jsonl)")
-    add_renamed(judge, "--judge-concurrency", old="--judge-workers", type=positive_int, default=4, metavar="N",
-                help="judge requests in flight")
+    add_renamed(judge, "--round-judge", old="--judge", choices=["openai"], default=None,
+                help="also count rounds with a language model")
+    add_renamed(judge, "--round-judge-model", old="--judge-model", default=None, metavar="MODEL",
+                help="the round judge's model (needed with --round-judge)")
+    add_renamed(judge, "--round-judge-base-url", old="--judge-base-url", default=None, metavar="URL",
+                help="OpenAI-compatible endpoint (default: OpenAI)")
+    add_renamed(judge, "--round-judge-api-key-env", old="--judge-api-key-env", default="OPENAI_API_KEY",
+                metavar="NAME", help="environment variable with the key")
+    add_renamed(judge, "--round-judge-cache", old="--judge-cache", default=None, metavar="FILE",
+                help="reply cache (default: OUTPUT/judge_cache.jsonl)")
+    add_renamed(judge, "--round-judge-concurrency", old=("--judge-concurrency", "--judge-workers"),
+                type=positive_int, default=4, metavar="N", help="round judge requests in flight")
     return parser
 
 
@@ -64,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    if args.judge and not args.judge_model:
-        console.print("[red]--judge openai needs --judge-model")
+    if args.round_judge and not args.round_judge_model:
+        console.print("[red]--round-judge openai needs --round-judge-model")
         return 2
     if args.bins < 1:
         console.print("[red]--bins must be at least 1")
@@ -82,14 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         length_bins=args.bins,
         gold_key=args.gold_key,
         rounds=EQUATION_MODES[args.equations],
-        judge_workers=args.judge_concurrency,
+        judge_workers=args.round_judge_concurrency,
     )
     judge = None
-    if args.judge:
+    if args.round_judge:
         from tops_plugin.rounds.judge import openai_complete
 
-        complete = openai_complete(args.judge_model, args.judge_base_url, args.judge_api_key_env)
-        judge = RoundJudge(complete, args.judge_model, args.judge_cache or AnalysisFiles(args.output).judge_cache)
+        complete = openai_complete(args.round_judge_model, args.round_judge_base_url, args.round_judge_api_key_env)
+        judge = RoundJudge(complete, args.round_judge_model,
+                           args.round_judge_cache or AnalysisFiles(args.output).judge_cache)
     counted = sum("tokens" not in row for row in rows)  # load_samples checked any `tokens` is a count
     rows = list(with_token_counts(rows, tokenizer=args.tokenizer, recount=False))
     unjudged = [row for row in rows if not isinstance(row.get("correct"), bool)]

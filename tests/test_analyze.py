@@ -159,7 +159,7 @@ def test_bad_rows_are_named_by_file_and_line(tmp_path):
     with pytest.raises(JsonlError, match=r"samples.jsonl:3: 'tokens' is not a non-negative integer: '300'"):
         load_samples(path)
     write_jsonl(path, ROWS)
-    assert main([str(path), "-o", str(tmp_path / "out"), "--judge", "openai"]) == 2  # no --judge-model
+    assert main([str(path), "-o", str(tmp_path / "out"), "--round-judge", "openai"]) == 2  # no model
     assert not (tmp_path / "out" / "analysis.json").exists()
 
 

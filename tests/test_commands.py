@@ -109,8 +109,9 @@ def test_an_option_spelled_alike_in_two_commands_parses_alike() -> None:
     for script in sorted(COMMANDS):
         for action in filter(visible, options(build_parser(script))):
             for flag in set(action.option_strings) - {"-o", "--output", "-h", "--help"}:
-                first, kind = seen.setdefault(flag, (script, action.type))
-                assert kind == action.type, f"{flag}: {first} parses it with {kind}, {script} with {action.type}"
+                parse = (type(action).__name__, action.type)  # a switch, a value, a list; and the value's type
+                first, kind = seen.setdefault(flag, (script, parse))
+                assert kind == parse, f"{flag}: {first} parses it with {kind}, {script} with {parse}"
 
 
 @pytest.fixture
@@ -130,7 +131,9 @@ RENAMES = [  # (script, argv with the former spelling, argv with the current one
     ("tops-eval", ["--model", "m", "--out", "{dir}", "--effort", "low,none"],
      ["--model", "m", "-o", "{dir}", "--efforts", "low,none"]),
     ("tops-analyze", ["{dir}", "--out", "{dir}", "--judge-workers", "2"],
-     ["{dir}", "-o", "{dir}", "--judge-concurrency", "2"]),
+     ["{dir}", "-o", "{dir}", "--round-judge-concurrency", "2"]),
+    ("tops-analyze", ["{dir}", "-o", "{dir}", "--judge", "openai", "--judge-model", "m", "--judge-cache", "c"],
+     ["{dir}", "-o", "{dir}", "--round-judge", "openai", "--round-judge-model", "m", "--round-judge-cache", "c"]),
     ("tops-compare", ["{dir}", "--out", "{dir}"], ["{dir}", "-o", "{dir}"]),
     ("tops-pipeline", ["--config", "{config}", "--run-dir", "{dir}"], ["--config", "{config}", "-o", "{dir}"]),
     ("tops-demo-problems", ["{dir}"], ["-o", "{dir}"]),
