@@ -29,7 +29,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
 def test_the_import_contracts_are_kept():
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
 
 
 def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
@@ -40,6 +40,8 @@ def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
         handle.write("\nimport recipes.work  # the library reaching up into the launcher\n")
     with open(tmp_path / "tops_plugin" / "selection" / "openrlhf.py", "a") as handle:
         handle.write("\nfrom tops_plugin.selection import seeds  # seeds imports openrlhf: a loop\n")
+    with open(tmp_path / "evals" / "report.py", "a") as handle:
+        handle.write("\nimport evals.harness  # a view reaching up into the run it reports\n")
 
     result = lint_imports(tmp_path)
 
@@ -50,3 +52,5 @@ def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
     assert "No import loops between the modules of any package BROKEN" in out
     assert "No cycles are allowed in tops_plugin.selection." in out
     assert "Layers: recipes > evals > commands > stages > generation > judging > the floor BROKEN" in out
+    assert "Evaluation layers: commands > runs > sources, plots > report > floor BROKEN" in out
+    assert "evals.report -> evals.harness" in out
