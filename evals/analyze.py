@@ -96,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         judge = RoundJudge(complete, args.round_judge_model,
                            args.round_judge_cache or AnalysisFiles(args.output).judge_cache)
     counted = sum("tokens" not in row for row in rows)  # load_samples checked any `tokens` is a count
-    rows = list(with_token_counts(rows, tokenizer=args.tokenizer, recount=False))
+    try:
+        rows = list(with_token_counts(rows, tokenizer=args.tokenizer, recount=False))
+    except OSError as exc:  # --tokenizer names no tokenizer
+        console.print(f"--tokenizer: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        return 2
     unjudged = [row for row in rows if not isinstance(row.get("correct"), bool)]
     with Verifier(workers=args.workers, timeout=args.timeout) as verifier, \
             ProgressDisplay(console, transient=True) as display:

@@ -149,7 +149,7 @@ def test_missing_tokens_and_verdicts_are_filled(tmp_path, capsys):
         analyze([{"id": "c", "answer": "1", "response": "1"}])
 
 
-def test_bad_rows_are_named_by_file_and_line(tmp_path):
+def test_bad_rows_are_named_by_file_and_line(tmp_path, capsys):
     path = tmp_path / "samples.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"id": "x", "answer": "1"}) + "\n")
     with pytest.raises(JsonlError, match=r"samples.jsonl:2: missing key\(s\) 'response'"):
@@ -161,6 +161,9 @@ def test_bad_rows_are_named_by_file_and_line(tmp_path):
     write_jsonl(path, ROWS)
     assert main([str(path), "-o", str(tmp_path / "out"), "--round-judge", "openai"]) == 2  # no model
     assert not (tmp_path / "out" / "analysis.json").exists()
+    write_jsonl(path, [{key: v for key, v in ROWS[0].items() if key != "tokens"}])  # tokens to count
+    assert main([str(path), "--out", str(tmp_path / "out"), "--tokenizer", str(tmp_path / "none.json")]) == 2
+    assert "--tokenizer: tokenizer path" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_cli_writes_analysis_report_and_plots(tmp_path):
