@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from evals.layout import AnalysisFiles, samples_file
-from evals.metrics import level_name, level_sort_key, wilson_interval
+from evals.metrics import level_name, level_sort_key, mean_or_none, wilson_interval
 from evals.plots import write_analysis_plots
 from evals.report import analysis_markdown
 from tops_plugin.jsonl import JsonlError, atomic_writer, read_jsonl_numbered, write_jsonl
@@ -167,10 +167,6 @@ def _add_llm_judgements(
             progress("judge", done, len(items))
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
@@ -180,11 +176,11 @@ def _round_stats(records: Sequence[dict]) -> dict:
     erroneous = [r["erroneous_rounds"] for r in records]
     return {
         "responses": len(records),
-        "rounds_mean": _mean(rounds),
-        "erroneous_rounds_mean": _mean(erroneous),
+        "rounds_mean": mean_or_none(rounds),
+        "erroneous_rounds_mean": mean_or_none(erroneous),
         "erroneous_ratio": _ratio(sum(erroneous), sum(rounds)),
-        "unjudged_rounds_mean": _mean([r["unjudged_rounds"] for r in records]),
-        "tokens_mean": _mean([r["tokens"] for r in records]),
+        "unjudged_rounds_mean": mean_or_none([r["unjudged_rounds"] for r in records]),
+        "tokens_mean": mean_or_none([r["tokens"] for r in records]),
     }
 
 
@@ -195,8 +191,8 @@ def _judge_stats(records: Sequence[dict]) -> dict:
     return {
         "judged": len(judged),
         "unjudged": len(records) - len(judged),
-        "rounds_mean": _mean(rounds),
-        "erroneous_rounds_mean": _mean(erroneous),
+        "rounds_mean": mean_or_none(rounds),
+        "erroneous_rounds_mean": mean_or_none(erroneous),
         "erroneous_ratio": _ratio(sum(erroneous), sum(rounds)),
     }
 
@@ -273,7 +269,7 @@ def _length_bins(records: Sequence[dict], bins: int) -> list[dict]:
         table.append(
             {"lo": low, "hi": high, "n": len(members), "correct": correct, "accuracy": _accuracy(members),
              "ci95": None if interval is None else list(interval),
-             "tokens_mean": _mean([r["tokens"] for r in members])}
+             "tokens_mean": mean_or_none([r["tokens"] for r in members])}
         )
     return table
 
@@ -284,7 +280,7 @@ def _effort_table(records: Sequence[dict]) -> dict:
         effort: {
             "n": len(groups[effort]),
             "accuracy": _accuracy(groups[effort]),
-            "tokens_mean": _mean([r["tokens"] for r in groups[effort]]),
+            "tokens_mean": mean_or_none([r["tokens"] for r in groups[effort]]),
             "tokens_median": statistics.median([r["tokens"] for r in groups[effort]]),
         }
         for effort in sorted(groups, key=effort_sort_key)

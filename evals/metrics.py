@@ -33,6 +33,7 @@ __all__ = [
     "default_ks",
     "level_name",
     "level_sort_key",
+    "mean_or_none",
     "metric_row",
     "mean_pass_at_k",
     "o1_estimate",
@@ -107,7 +108,8 @@ def accuracy_over_samples(rows: Iterable[Mapping]) -> tuple[float, float, dict[i
     return statistics.fmean(values), statistics.pstdev(values), per_sample
 
 
-def _mean(values: Sequence[float]) -> float | None:
+def mean_or_none(values: Sequence[float]) -> float | None:
+    """The mean, or None for no values (a group without members has no mean, not 0)."""
     return statistics.fmean(values) if values else None
 
 
@@ -119,11 +121,11 @@ def token_stats(rows: Sequence[Mapping]) -> dict:
     cut = [row for row in rows if is_truncated(row)]
     truncated = len(cut)
     return {
-        "tokens_mean": _mean(tokens),
+        "tokens_mean": mean_or_none(tokens),
         "tokens_median": statistics.median(tokens) if tokens else None,
         "tokens_max": max(tokens) if tokens else None,
-        "tokens_correct_mean": _mean([int(row["tokens"]) for row in rows if row["correct"]]),
-        "tokens_wrong_mean": _mean([int(row["tokens"]) for row in rows if not row["correct"]]),
+        "tokens_correct_mean": mean_or_none([int(row["tokens"]) for row in rows if row["correct"]]),
+        "tokens_wrong_mean": mean_or_none([int(row["tokens"]) for row in rows if not row["correct"]]),
         "truncated": truncated,
         "truncated_share": truncated / len(rows) if rows else None,
         "truncated_correct": sum(1 for row in cut if row["correct"]),
