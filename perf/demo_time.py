@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from recipes.config import STAGE_NAMES
+from recipes.layout import RunLayout
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 600
@@ -45,7 +46,7 @@ def main() -> int:
     started = time.perf_counter()
     result = subprocess.run(["make", "demo", f"DEMO_OUT={out}"], cwd=REPO, env=env)
     wall = time.perf_counter() - started
-    stages = json.loads((out / "pipeline" / "manifest.json").read_text())["stages"]
+    stages = json.loads(RunLayout(out / "pipeline").manifest.read_text())["stages"]
     print(f"\nmake demo ({args.label or 'unlabelled'} machine, {os.cpu_count()} cores): exit {result.returncode}, "
           f"{wall:.0f} s wall ({wall / TARGET_SECONDS:.2f} x the {TARGET_SECONDS} s target)")
     for name in sorted(stages, key=lambda n: STAGE_NAMES.index(n) if n in STAGE_NAMES else len(STAGE_NAMES)):
