@@ -29,7 +29,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
 def test_the_import_contracts_are_kept():
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 kept, 0 broken" in result.stdout
+    assert "6 kept, 0 broken" in result.stdout
 
 
 def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
@@ -42,6 +42,8 @@ def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
         handle.write("\nfrom tops_plugin.selection import seeds  # seeds imports openrlhf: a loop\n")
     with open(tmp_path / "evals" / "report.py", "a") as handle:
         handle.write("\nimport evals.harness  # a view reaching up into the run it reports\n")
+    with open(tmp_path / "recipes" / "manifest.py", "a") as handle:
+        handle.write("\nimport recipes.rl  # the run's records reaching up into one stage's files\n")
 
     result = lint_imports(tmp_path)
 
@@ -54,3 +56,5 @@ def test_the_contracts_fail_on_an_upward_import_and_on_a_loop(tmp_path):
     assert "Layers: recipes > evals > commands > stages > generation > judging > the floor BROKEN" in out
     assert "Evaluation layers: commands > runs > sources, plots > report > floor BROKEN" in out
     assert "evals.report -> evals.harness" in out
+    assert "Recipe layers: command > planners > work > plans > config BROKEN" in out
+    assert "recipes.manifest -> recipes.rl" in out
