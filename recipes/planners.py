@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from recipes import launch, work
-from recipes.config import STAGE_NAMES, ProblemSet, Recipe, config_hash, to_dict
+from recipes.config import STAGE_NAMES, ProblemSet, Recipe, TrainRun, config_hash, to_dict
 from recipes.execute import reset_stale
 from recipes.layout import RunLayout
 from recipes.manifest import digest
@@ -30,23 +30,25 @@ from tops_plugin.prompts import EFFORTS
 __all__ = ["PLANNERS", "plan_all", "plan_stage"]
 
 
-def _gen_settings(recipe: Recipe, model: str, sets: Sequence[ProblemSet], efforts, n_samples: int,
-                  backend: str | None = None) -> dict:
+def _gen_settings(recipe: Recipe, model: str, sets: Sequence[ProblemSet], efforts: Sequence[str | None],
+                  n_samples: int, backend: str | None = None) -> dict:
     return {"model": model, "generation": to_dict(recipe.generation), "problems": to_dict(list(sets)),
             "data_dir": recipe.data.dir, "efforts": list(efforts), "n_samples": n_samples,
             **({"backend": backend} if backend else {})}
 
 
-def _gen_summary(recipe: Recipe, model: str, sets, efforts, n_samples: int, backend: str | None = None) -> str:
+def _gen_summary(recipe: Recipe, model: str, sets: Sequence[ProblemSet], efforts: Sequence[str | None],
+                 n_samples: int, backend: str | None = None) -> str:
     names = ", ".join(s.label for s in sets)
     effort_text = ",".join(e or "none" for e in efforts)
-    return (f"generate with {backend or recipe.generation.backend}:{model}, efforts {effort_text}, {n_samples} sample(s) "
-            f"per problem, max_tokens {recipe.generation.max_tokens}, temperature "
+    return (f"generate with {backend or recipe.generation.backend}:{model}, efforts {effort_text}, {n_samples} "
+            f"sample(s) per problem, max_tokens {recipe.generation.max_tokens}, temperature "
             f"{recipe.generation.temperature}, from {names}")
 
 
-def _gen_plan(name: str, recipe: Recipe, layout: RunLayout, hooks: Hooks, *, model: str, sets, efforts,
-              n_samples: int, out: Path, model_input: Path | None = None, backend: str | None = None) -> StagePlan:
+def _gen_plan(name: str, recipe: Recipe, hooks: Hooks, *, model: str, sets: Sequence[ProblemSet],
+              efforts: Sequence[str | None], n_samples: int, out: Path, model_input: Path | None = None,
+              backend: str | None = None) -> StagePlan:
     inputs = tuple(recipe.data_path(s) for s in sets) + ((model_input,) if model_input else ())
     return StagePlan(
         name=name,
@@ -94,7 +96,7 @@ def plan_problems(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePlan:
 
 
 def plan_seed_gen(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePlan:
-    return _gen_plan("seed-gen", recipe, layout, hooks, model=recipe.models.teacher, sets=(_pool(layout, "seed"),),
+    return _gen_plan("seed-gen", recipe, hooks, model=recipe.models.teacher, sets=(_pool(layout, "seed"),),
                      efforts=EFFORTS, n_samples=1, out=layout.seed.generations,
                      backend=recipe.models.teacher_backend)
 
@@ -117,7 +119,7 @@ def plan_seed_curate(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePl
 
 
 def _sft_plan(name: str, recipe: Recipe, layout: RunLayout, hooks: Hooks, *, model: str, dataset: Path,
-              run, out_name: str, extra_inputs: tuple[Path, ...] = (), unneeded: str | None = None) -> StagePlan:
+              run: TrainRun, out_name: str, extra_inputs: tuple[Path, ...] = (), unneeded: str | None = None) -> StagePlan:
     final, partial = layout.model(out_name), layout.model_partial(out_name)
     command = launch.sft_command(recipe.cluster, recipe.training.common, run, model=hf_folder(model, convert=False),
                                  dataset=dataset, output_dir=partial, ckpt_path=layout.ckpt(name))
@@ -138,7 +140,7 @@ def plan_tag_sft(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePlan:
 
 def plan_effort_gen(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePlan:
     model, model_dir = _tag_model(recipe, layout)
-    return _gen_plan("effort-gen", recipe, layout, hooks, model=model, sets=(_pool(layout, "effort"),),
+    return _gen_plan("effort-gen", recipe, hooks, model=model, sets=(_pool(layout, "effort"),),
                      efforts=EFFORTS, n_samples=1, out=layout.effort.generations,
                      model_input=model_dir)
 
@@ -202,7 +204,7 @@ def plan_random_sft(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePla
 
 def plan_iter_gen(recipe: Recipe, layout: RunLayout, hooks: Hooks) -> StagePlan:
     model, model_dir = _tops_model(recipe, layout)
-    plan = _gen_plan("iter-gen", recipe, layout, hooks, model=model, sets=(_pool(layout, "iteration"),), efforts=(None,),
+    plan = _gen_plan("iter-gen", recipe, hooks, model=model, sets=(_pool(layout, "iteration"),), efforts=(None,),
                      n_samples=recipe.iteration.samples, out=layout.iteration.generations,
                      model_input=model_dir)
     if not recipe.data.iteration:
