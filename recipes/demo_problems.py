@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tops_plugin.generation.base import GenerationRequest
-from tops_plugin.cli.args import add_renamed, command_parser, positive_int
+from tops_plugin.cli.args import add_renamed, command_parser, input_file, positive_int
 from tops_plugin.jsonl import read_jsonl, write_jsonl
 
 __all__ = ["ROLES", "SolverBackend", "make_problem", "make_problems", "worked_solution", "write_problem_sets"]
@@ -185,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     for role, size in DEFAULT_SIZES.items():  # formerly --seed etc.; elsewhere --seed is a random seed
         add_renamed(parser, f"--{role}-problems", old=f"--{role}", type=positive_int, default=size, metavar="N",
                     help=f"{role} problems per level")
-    parser.add_argument("--gsm8k", metavar="FILE", help="also copy the first --gsm8k-limit rows of this GSM8K "
-                        "test file to DIR/gsm8k_test.jsonl (the evaluation's GSM8K slice)")
+    parser.add_argument("--gsm8k", type=input_file, metavar="FILE",
+                        help="also copy the first --gsm8k-limit rows of this GSM8K test file to DIR/gsm8k_test.jsonl "
+                        "(the evaluation's GSM8K slice)")
     parser.add_argument("--gsm8k-limit", type=positive_int, default=8, metavar="N", help="rows of --gsm8k to copy")
     return parser
 
