@@ -114,13 +114,20 @@ def test_converted_gguf_cache_loads_the_same_model(backend, tmp_path, monkeypatc
     import torch
 
     from tops_plugin.generation.hf import _from_pretrained
-    from tops_plugin.generation.models import converted_cache_dir, resolve_model, save_converted
+    from tops_plugin.generation.models import (ModelSource, cached_source, converted_cache_dir, resolve_model,
+                                               save_converted)
+    from tops_plugin.selection.openrlhf import load_chat_tokenizer
 
     monkeypatch.setenv("TOPS_CACHE_DIR", str(tmp_path))
     source = resolve_model("smollm2-135m")
     target = converted_cache_dir(source)
     assert target is not None and str(target).startswith(str(tmp_path))
+    assert cached_source("smollm2-135m") == source  # nothing converted yet: the GGUF file itself
     assert save_converted(backend.hf_model, backend.tokenizer, target)
+    assert cached_source("smollm2-135m") == ModelSource(str(target))  # then the converted folder
+    chat = [{"role": "user", "content": "2+2?"}]
+    assert (load_chat_tokenizer("smollm2-135m").apply_chat_template(chat, tokenize=False)
+            == backend.tokenizer.apply_chat_template(chat, tokenize=False))
     assert (target / "model.safetensors").exists() and not list(tmp_path.glob("models/.*"))  # no temp left
     tokenizer, model = _from_pretrained(source, None, cache=True)
     assert tokenizer.chat_template == backend.tokenizer.chat_template

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tops_plugin.tokens import default_tokenizer_dir
 
-__all__ = ["ALIASES", "ModelSource", "build_tiny_qwen2", "converted_cache_dir", "hf_folder", "resolve_model",
+__all__ = ["ALIASES", "ModelSource", "build_tiny_qwen2", "cached_source", "converted_cache_dir", "hf_folder", "resolve_model",
            "save_converted"]
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,16 @@ def resolve_model(model: str) -> ModelSource:
     if model.endswith(".gguf") and os.path.isfile(model):
         return ModelSource(os.path.dirname(os.path.abspath(model)), os.path.basename(model))
     return ModelSource(model)
+
+
+def cached_source(model: str) -> ModelSource:
+    """`resolve_model`, except that a GGUF model already converted loads from its converted folder: the
+    same tokenizer and weights without parsing the GGUF file again (about 9 s even for the tokenizer)."""
+    source = resolve_model(model)
+    converted = converted_cache_dir(source)
+    if converted is not None and (converted / CONVERTED_MARK).exists():
+        return ModelSource(str(converted))
+    return source
 
 
 def converted_cache_dir(source: ModelSource) -> Path | None:

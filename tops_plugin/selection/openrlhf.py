@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tops_plugin.generation.models import resolve_model
+from tops_plugin.generation.models import cached_source
 from tops_plugin.jsonl import atomic_writer, sha256_file, write_jsonl
 from tops_plugin.prompts import EFFORT_PROMPTS, build_messages
 from tops_plugin.records import DpoRow, Message, SftRow
@@ -130,7 +130,7 @@ def load_chat_tokenizer(name_or_path: str | None):
         tokenizer.chat_template = CHATML_TEMPLATE
         tokenizer.eos_token = "<|im_end|>"
         return tokenizer
-    source = resolve_model(str(name_or_path))
+    source = cached_source(str(name_or_path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.name_or_path, **source.from_pretrained_kwargs())
     except Exception as exc:
