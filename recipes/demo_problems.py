@@ -156,7 +156,7 @@ class SolverBackend:
 
     def generate(self, requests: Iterable[GenerationRequest]) -> Iterator[dict]:
         from tops_plugin.generation.base import valid_requests
-        from tops_plugin.generation.records import RawOutput, make_records
+        from tops_plugin.generation.outputs import RawOutput, make_records
 
         for request, messages in valid_requests(requests, self.errors):
             if not isinstance(request.problem.get("steps"), list):

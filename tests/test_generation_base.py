@@ -22,7 +22,7 @@ from tops_plugin.generation import (
 )
 from tops_plugin.generation.base import request_problem
 from tops_plugin.prompts import EFFORT_PROMPTS, build_messages
-from tops_plugin.generation.records import RawOutput, make_records
+from tops_plugin.generation.outputs import RawOutput, make_records
 from tops_plugin.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import get_args
 
 from tops_plugin.generation import GenerationRequest, SamplingParams
-from tops_plugin.generation.records import RawOutput, make_records
+from tops_plugin.generation.outputs import RawOutput, make_records
 from tops_plugin.judging.answers import VERDICTS
 from tops_plugin.judging.rows import VERDICT_FIELDS, judge_in_process, judge_rows
 from tops_plugin.prompts import EFFORTS, build_messages

@@ -1,8 +1,8 @@
 """The generation interface every backend implements, and the request/record vocabulary around it.
 
 One request is one problem under one effort (or none), asking for `n_samples` responses. A backend
-turns an iterable of requests into a stream of generation records (see `records.py`) as they complete, so a
-caller can write each one to disk the moment it exists.
+turns an iterable of requests into a stream of generation records (`tops_plugin.records.GenerationRecord`,
+built by `outputs.py`) as they complete, so a caller can write each one to disk the moment it exists.
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ def sample_seed(seed: int, problem_id, effort: str | None, sample: int) -> int:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A generation engine. `generate` yields generation records (see `records.py`) as they complete (any order).
+    """A generation engine. `generate` yields generation records (`tops_plugin.records.GenerationRecord`, built
+    by `outputs.py`) as they complete (any order).
 
     Requests that cannot be generated are skipped and appended to `errors` as `(id, reason)`; samples
     that failed for good (an API that kept refusing) are reported the same way and simply missing, so a

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from tops_plugin.generation.base import GenerationRequest, SamplingParams, sample_seed, valid_requests
 from tops_plugin.generation.models import CONVERTED_MARK, ModelSource, converted_cache_dir, resolve_model, save_converted
-from tops_plugin.generation.records import RawOutput, make_records
+from tops_plugin.generation.outputs import RawOutput, make_records
 
 __all__ = ["HFBackend", "load_model"]
 

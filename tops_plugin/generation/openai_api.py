@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from tops_plugin.generation.base import GenerationRequest, sample_seed, valid_requests
-from tops_plugin.generation.records import RawOutput, make_records
+from tops_plugin.generation.outputs import RawOutput, make_records
 
 __all__ = ["OpenAIBackend"]
 

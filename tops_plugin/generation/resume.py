@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tops_plugin.generation.base import Backend, BadRequest, GenerationRequest, request_problem
-from tops_plugin.generation.records import record_key
+from tops_plugin.generation.outputs import record_key
 from tops_plugin.jsonl import JsonlError, append_jsonl, read_jsonl, repair_tail
 
 __all__ = ["GenerationSummary", "ProgressEvent", "done_keys", "generate_to_file", "pending_requests"]

@@ -27,7 +27,7 @@ from functools import partial
 
 from tops_plugin.generation.base import GenerationRequest, sample_seed, valid_requests
 from tops_plugin.generation.models import hf_folder
-from tops_plugin.generation.records import RawOutput, make_records
+from tops_plugin.generation.outputs import RawOutput, make_records
 
 __all__ = ["EngineWorker", "VLLMBackend", "counting_bar", "cpu_engine_defaults", "default_engine", "default_params",
            "stream_chunks"]
