@@ -26,8 +26,10 @@ On an idle machine every core speeds up each step; on a busy one, threads beyond
 their time waiting for each other at every parallel region, so it takes what is free, at least one.
 
 DeepSpeed compiles its CPU ops (CPU Adam, shared-memory collectives) with g++ the first time a trainer
-loads them: minutes, once per machine. `python -m recipes.openrlhf_cpu --build-ops` does it ahead of time
-(`make install` runs it), so no training run pays for it.
+loads them: minutes. `python -m recipes.openrlhf_cpu --build-ops` does it ahead of time (`make install` runs
+it), so no training run pays for it. They are built for this environment's torch and DeepSpeed and kept in
+it (`TORCH_EXTENSIONS_DIR`, by default `<environment>/torch_extensions`): torch's shared cache in the home
+folder is keyed by op name only, so two environments would rebuild over each other's copy at every use.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ import sys
 import types
 from collections.abc import Sequence
 
-__all__ = ["CPU_MODULES", "CPU_OPS", "build_ops", "check_flags", "cpu_command", "cuda_available", "install_patches",
-           "main", "training_threads"]
+__all__ = ["CPU_MODULES", "CPU_OPS", "build_ops", "check_flags", "cpu_command", "cuda_available", "extensions_dir",
+           "install_patches", "main", "training_threads"]
 
 CPU_MODULES = ("openrlhf.cli.train_sft", "openrlhf.cli.train_dpo")
 #: DeepSpeed's CPU op builders the trainers load: CPU Adam (`--ds.adam_offload`) and the shared-memory
@@ -133,10 +135,16 @@ def training_threads(sample_s: float = 0.5) -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
+def extensions_dir() -> str:
+    """Where this environment's compiled ops live: `TORCH_EXTENSIONS_DIR`, else `<sys.prefix>/torch_extensions`."""
+    return os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(sys.prefix, "torch_extensions")
+
+
 def build_ops() -> None:
-    """Compile DeepSpeed's CPU ops into torch's extension cache (`TORCH_EXTENSIONS_DIR`, by default
-    ~/.cache/torch_extensions); an op already built there loads in about a second."""
+    """Compile DeepSpeed's CPU ops into this environment's extension folder (`extensions_dir`); an op
+    already built there loads in about a second."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ["TORCH_EXTENSIONS_DIR"] = extensions_dir()
     from deepspeed.accelerator import get_accelerator
 
     accelerator = get_accelerator()
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for key, value in (("DS_ACCELERATOR", "cpu"), ("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
-                       ("MASTER_ADDR", "127.0.0.1")):
+                       ("MASTER_ADDR", "127.0.0.1"), ("TORCH_EXTENSIONS_DIR", extensions_dir())):
         os.environ.setdefault(key, value)
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if "OMP_NUM_THREADS" not in os.environ:  # before torch loads OpenMP: it reads this once

@@ -110,7 +110,8 @@ def test_build_ops_leaves_deepspeeds_cpu_ops_in_the_extension_cache():
                             text=True, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "DeepSpeed CPU ops ready: CPUAdamBuilder, ShareMemCommBuilder" in result.stdout
-    cache = Path(os.environ.get("TORCH_EXTENSIONS_DIR", Path.home() / ".cache" / "torch_extensions"))
+    cache = Path(openrlhf_cpu.extensions_dir())  # this environment's own folder, unless TORCH_EXTENSIONS_DIR says
+    assert os.environ.get("TORCH_EXTENSIONS_DIR") or cache == Path(sys.prefix) / "torch_extensions"
     for op in ("cpu_adam", "deepspeed_shm_comm"):
         assert list(cache.glob(f"**/{op}/{op}.so")), f"{op} not built under {cache}"
 
