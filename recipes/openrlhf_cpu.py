@@ -140,11 +140,17 @@ def extensions_dir() -> str:
     return os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(sys.prefix, "torch_extensions")
 
 
+def _deepspeed_on_cpu() -> None:
+    """DeepSpeed on its CPU accelerator, with this environment's compiled ops: the same for building them
+    and for every run that loads them."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ["TORCH_EXTENSIONS_DIR"] = extensions_dir()
+
+
 def build_ops() -> None:
     """Compile DeepSpeed's CPU ops into this environment's extension folder (`extensions_dir`); an op
     already built there loads in about a second."""
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ["TORCH_EXTENSIONS_DIR"] = extensions_dir()
+    _deepspeed_on_cpu()
     from deepspeed.accelerator import get_accelerator
 
     accelerator = get_accelerator()
@@ -168,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for key, value in (("DS_ACCELERATOR", "cpu"), ("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
-                       ("MASTER_ADDR", "127.0.0.1"), ("TORCH_EXTENSIONS_DIR", extensions_dir())):
+    _deepspeed_on_cpu()
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if "OMP_NUM_THREADS" not in os.environ:  # before torch loads OpenMP: it reads this once
